@@ -18,9 +18,11 @@ SYNONYMS: dict[str, str] = {
 VALENCE_RANGE = (-5.0, 5.0)
 
 
-def label_index(label: str, *, where: str = "") -> int:
-    """Index of `label` in EMOTIONS; accepts the paper spellings, any case."""
+def label_index(label: str | int, *, where: str = "") -> int:
+    """Index of `label` in EMOTIONS; accepts the paper spellings (any case) and indices 0..5."""
     key = str(label).strip().lower()
+    if key.removesuffix(".0").isdigit() and int(key.removesuffix(".0")) < NUM_CLASSES:
+        return int(key.removesuffix(".0"))
     key = SYNONYMS.get(key, key)
     try:
         return EMOTIONS.index(key)

@@ -1,0 +1,139 @@
+"""Typed run configuration: one source of truth, YAML in, printed at start, saved with outputs.
+
+Every dataclass is frozen and its defaults run the demo. `load_config` reads a YAML file (any
+subset of the fields) and applies CLI overrides on top.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """One fusion learner: which feature streams it sees, how it fuses them, how it trains.
+
+    Defaults follow seed 003's baseline (Adam, h in {128, 256}, dropout 0.3, weight decay 1e-5).
+    """
+    name: str
+    streams: tuple[str, ...]
+    fusion: str = "attention"
+    hidden: int = 128
+    dropout: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 32
+    max_epochs: int = 100
+    patience: int = 12          # epochs without a better dev WAF before stopping
+
+
+# Four learners over different feature combinations and fusions, so that their errors differ:
+# the vote only helps when they do (seed 004 uses A+T+V, A+V+J, T+V+J ...).
+DEFAULT_LEARNERS: tuple[LearnerSpec, ...] = (
+    LearnerSpec("M1", ("audio", "text", "video"), fusion="attention"),
+    LearnerSpec("M2", ("audio", "video"), fusion="concat-mlp"),
+    LearnerSpec("M3", ("text", "video"), fusion="fbp"),
+    LearnerSpec("M4", ("audio", "text"), fusion="cross-attention"),
+)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Feature extraction: stream name → encoder spec, decoding and batching."""
+    streams: dict[str, str] = field(default_factory=lambda: {
+        "audio": "logmel-stats", "video": "frame-stats", "text": "text-bow"})
+    num_frames: int = 16
+    frame_size: int | None = None
+    batch_size: int = 32          # clips per encoder call and per part file
+    encoder_actors: int = 2       # max size of the encoder actor pool
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    """Cyclic pseudo-label mining (seed 004): N rounds of vote → split → retrain."""
+    rounds: int = 3
+    policy: str = "vote"
+    agree: int = 3                # keep a clip when >= `agree` learners give the same label
+    min_confidence: float = 0.0   # optional: mean softmax of the agreeing learners
+    dev_fraction: float = 0.2     # labeled clips held out for early stopping and ranking
+    ensemble: str = "ranked-mode"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    corpus: str | None = None     # None: the generated demo corpus (made when missing)
+    truth: str | None = None      # None: <corpus>/truth when it exists
+    out: str | None = None        # None: runs/<timestamp>
+    store: str | None = None      # feature store; None: <corpus>/features
+    seed: int = 0
+    train_workers: int = 2        # Ray Train workers sharing the learners (0: in the driver)
+    use_gpu: bool = False
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    learners: tuple[LearnerSpec, ...] = DEFAULT_LEARNERS
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def dumps(self) -> str:
+        return yaml.safe_dump(json.loads(json.dumps(self.to_dict())), sort_keys=False)
+
+
+def _build(cls, value):
+    """Recursively turn plain YAML values into the annotated dataclass / tuple types."""
+    if value is None:
+        return None
+    origin = typing.get_origin(cls)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping for {cls.__name__}, got {value!r}")
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: _build(hints[k], v) for k, v in value.items()})
+    if origin is tuple:
+        inner = typing.get_args(cls)[0]
+        return tuple(_build(inner, v) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(cls) if a is not type(None)]
+        return _build(args[0], value) if len(args) == 1 else value
+    return value
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    return _build(RunConfig, data)
+
+
+def load_learners(path: str | Path) -> tuple[LearnerSpec, ...]:
+    """A YAML file with a `learners:` list (what `jobs/tune_learners.py` writes)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return _build(tuple[LearnerSpec, ...], data.get("learners", data))
+
+
+def override(config, changes: dict[str, Any]):
+    """Copy of a (nested) config with dotted-key changes, e.g. {"mining.rounds": 2}; None skips."""
+    for key, value in changes.items():
+        if value is None:
+            continue
+        head, _, rest = key.partition(".")
+        if not hasattr(config, head):
+            raise ValueError(f"unknown config field {key!r}")
+        value = override(getattr(config, head), {rest: value}) if rest else value
+        config = dataclasses.replace(config, **{head: value})
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """YAML file (optional) + dotted-key overrides (None values are ignored)."""
+    data = yaml.safe_load(Path(path).read_text()) if path else {}
+    return override(config_from_dict(data or {}), overrides or {})

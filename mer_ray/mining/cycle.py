@@ -1,0 +1,195 @@
+"""Cyclic pseudo-label mining (seed 004), round by round, as one Ray Train worker function.
+
+Ray Train starts its workers once per run (about 20 s here), not once per learner per round:
+the whole loop runs inside `mining_loop`, each worker owns learners[rank::world_size], and the
+workers swap their predictions with one all-gather per round. Every worker then runs the same
+deterministic vote, so they agree on the mined set without another message; rank 0 writes.
+
+Round r:
+    r > 0: the learners of round r-1 vote on the clips still in the pool; the selected clips
+           are split evenly across the learners and join their training sets (D_l ∪ D_w,k)
+    train every learner from scratch on its training set, early stopping on the dev split
+    predict every clip; all-gather; rank 0 audits the round and checkpoints it
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import ray
+import torch
+
+from mer_ray.config import RunConfig, config_from_dict
+from mer_ray.features.table import FeatureTable
+from mer_ray.labels import EMOTIONS
+from mer_ray.metrics import accuracy, uar, waf
+from mer_ray.mining.ensemble import ensemble
+from mer_ray.mining.policies import create_policy, split_evenly
+from mer_ray.mining.state import MiningState, round_dir, write_json
+from mer_ray.train import fit_learner, predict_proba
+
+
+@dataclass
+class MiningData:
+    """Everything the workers read, put once in the object store and shared by every round."""
+    table: FeatureTable
+    train: np.ndarray        # labeled rows the learners fit on
+    dev: np.ndarray          # labeled rows held out for early stopping and ranking
+    pool: np.ndarray         # unlabeled rows the learners may mine
+    test: np.ndarray         # held-out rows, scored against truth only
+    test_labels: np.ndarray  # [len(test)] true labels (evaluation only)
+    pool_truth: np.ndarray   # [N] true label where known (demo, canaries), else -1: audit only
+
+
+def stratified_dev_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int):
+    """Deterministic per-class split of the labeled rows into (train, dev)."""
+    rng = np.random.default_rng(seed)
+    dev = []
+    for c in np.unique(labels[rows]):
+        members = rows[labels[rows] == c]
+        take = int(round(len(members) * fraction)) if len(members) > 1 else 0
+        dev.extend(rng.permutation(members)[:take])
+    dev = np.array(sorted(dev), dtype=np.int64)
+    return np.setdiff1d(rows, dev), dev
+
+
+def _all_gather(local: dict) -> dict:
+    """Merge every worker's {learner: result}; a no-op in one process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, local)
+        return {k: v for part in parts for k, v in part.items()}
+    return local
+
+
+def _rank_and_world() -> tuple[int, int]:
+    context = ray.train.get_context()
+    return context.get_world_rank(), context.get_world_size()
+
+
+def mining_loop(config: dict) -> None:
+    """Ray Train's train_loop_per_worker: run (or resume) every round of the mining."""
+    cfg: RunConfig = config_from_dict(config["run"])
+    run_dir = Path(config["run_dir"])
+    data: MiningData = ray.get(config["data"])
+    table, learners = data.table, cfg.learners
+    rank, world = _rank_and_world()
+    torch.set_num_threads(1)  # one learner per core; also makes results independent of world size
+    my_learners = [i for i in range(len(learners)) if i % world == rank]
+    policy = create_policy(cfg.mining.policy, agree=cfg.mining.agree,
+                           min_confidence=cfg.mining.min_confidence)
+    state = MiningState.load(run_dir, table.names)
+    history = [_read_metrics(run_dir, r) for r in state.complete]
+
+    for r in range(state.next_round, cfg.mining.rounds + 1):
+        started = time.perf_counter()
+        partial = round_dir(run_dir, r, partial=True)
+        partial.mkdir(parents=True, exist_ok=True)
+
+        # 1. vote: the previous round's learners label the clips still in the pool
+        votes = None
+        if r > 0:
+            remaining = np.setdiff1d(data.pool, state.mined_rows)
+            selection = policy(state.probs[:, remaining])
+            picked = np.flatnonzero(selection.selected)
+            assigned = np.full(len(remaining), -1, np.int64)
+            for learner, share in enumerate(split_evenly(remaining[picked], selection.labels[picked],
+                                                         len(learners), seed=cfg.seed * 1000 + r)):
+                assigned[picked[share]] = learner
+            state.add(remaining[picked], selection.labels[picked], assigned[picked])
+            votes = _vote_table(table, learners, state.probs[:, remaining], remaining, selection, assigned)
+
+        # 2. train this worker's learners from scratch on D_l ∪ D_w,k, predict every clip
+        local = {}
+        for i in my_learners:
+            rows, labels = state.training_set(i, data.train, table.label)
+            fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=cfg.seed * 1000 + 10 * r + i)
+            torch.save(fit.model.state_dict(), partial / f"{learners[i].name}.pt")
+            local[i] = dict(probs=predict_proba(fit.model, table, learners[i]).astype(np.float32),
+                            dev_waf=fit.dev_waf, train_size=len(rows), epochs=fit.best_epoch)
+
+        # 3. exchange predictions; every worker now holds all learners' outputs
+        results = _all_gather(local)
+        state.probs = np.stack([results[i]["probs"] for i in range(len(learners))])
+
+        # 4. audit and checkpoint (rank 0 writes; the others already agree on the state)
+        metrics = _round_metrics(r, data, state, results, learners, votes, cfg)
+        metrics["seconds"] = round(time.perf_counter() - started, 2)
+        if rank == 0:
+            np.savez(partial / "probs.npz", names=table.names.astype(str), probs=state.probs)
+            if votes is not None:
+                votes.to_parquet(partial / "vote_table.parquet", index=False)
+            write_json(partial / "metrics.json", metrics)
+            state.commit_round(run_dir, r)
+            history.append(metrics)
+            write_json(run_dir / "metrics.json", {"rounds": history})
+            print(format_round(metrics, header=(r == 0)), flush=True)
+        else:
+            state.complete.append(r)
+        ray.train.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+
+
+def _vote_table(table, learners, probs, rows, selection, assigned) -> pd.DataFrame:
+    """One row per pool clip voted on: each learner's label and confidence, the outcome."""
+    columns = {"name": table.names[rows].astype(str)}
+    for i, spec in enumerate(learners):
+        columns[f"{spec.name}_label"] = probs[i].argmax(-1)
+        columns[f"{spec.name}_conf"] = probs[i].max(-1)
+    columns.update(agreed=selection.labels, agree=selection.agree, confidence=selection.confidence,
+                   selected=selection.selected, assigned=assigned)
+    return pd.DataFrame(columns)
+
+
+def _read_metrics(run_dir: Path, r: int) -> dict:
+    import json
+    return json.loads((round_dir(run_dir, r) / "metrics.json").read_text())
+
+
+def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg) -> dict:
+    labels = data.table.label
+    dev_scores = [results[i]["dev_waf"] for i in range(len(learners))]
+    learner_metrics = {}
+    for i, spec in enumerate(learners):
+        dev_pred = results[i]["probs"][data.dev].argmax(-1)
+        learner_metrics[spec.name] = dict(dev_waf=round(results[i]["dev_waf"], 4),
+                                          dev_acc=round(accuracy(labels[data.dev], dev_pred), 4),
+                                          train_size=results[i]["train_size"],
+                                          best_epoch=results[i]["epochs"])
+    metrics = dict(round=r, train_size=len(data.train) + len(state.mined_rows), mined=0,
+                   pseudo_label_precision=None, mined_per_class={}, learners=learner_metrics)
+    if votes is not None:
+        new = votes[votes["selected"]]
+        metrics["mined"] = int(len(new))
+        metrics["mined_per_class"] = {EMOTIONS[c]: int((new["agreed"] == c).sum()) for c in range(len(EMOTIONS))}
+        rows = data.table.index_of(new["name"])
+        truth = data.pool_truth[rows]
+        known = truth >= 0
+        if known.any():
+            metrics["pseudo_label_precision"] = round(float((new["agreed"].to_numpy()[known] == truth[known]).mean()), 4)
+    dev_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.dev], dev_scores)
+    metrics["dev_waf"] = round(waf(labels[data.dev], dev_pred), 4)
+    metrics["test_waf"] = metrics["test_acc"] = metrics["test_uar"] = None
+    if len(data.test):
+        test_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.test], dev_scores)
+        metrics["test_waf"] = round(waf(data.test_labels, test_pred), 4)
+        metrics["test_acc"] = round(accuracy(data.test_labels, test_pred), 4)
+        metrics["test_uar"] = round(uar(data.test_labels, test_pred), 4)
+    return metrics
+
+
+def format_round(m: dict, *, header: bool = False) -> str:
+    """The per-round summary line printed while the mining runs."""
+    def f(x):
+        return "   -  " if x is None else f"{x:.4f}"
+    names = list(m["learners"])
+    line = (f"{m['round']:>5} {m['train_size']:>10} {m['mined']:>6} {f(m['pseudo_label_precision']):>9} "
+            + " ".join(f"{f(m['learners'][n]['dev_waf']):>7}" for n in names)
+            + f" {f(m['dev_waf']):>8} {f(m['test_waf']):>8} {m.get('seconds', 0):>6.1f}s")
+    if not header:
+        return line
+    head = (f"{'round':>5} {'train_size':>10} {'mined':>6} {'precision':>9} "
+            + " ".join(f"{n + ' dev':>7}" for n in names) + f" {'dev_waf':>8} {'test_waf':>8} {'time':>7}")
+    return head + "\n" + line

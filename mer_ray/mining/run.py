@@ -1,0 +1,142 @@
+"""The whole run: corpus → manifest → features (Ray Data) → mining rounds (Ray Train) → outputs.
+
+`run_cyclic_mining(RunConfig())` is what `python jobs/cyclic_mining.py` does with no arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import ray
+from ray.train import FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from mer_ray.config import RunConfig
+from mer_ray.corpus.manifest import read_corpus, write_manifest
+from mer_ray.corpus.truth import read_truth
+from mer_ray.features.extract import extract_features
+from mer_ray.features.store import FeatureStore
+from mer_ray.features.table import load_feature_table
+from mer_ray.labels import EMOTIONS
+from mer_ray.metrics import accuracy, uar, waf
+from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_dev_split
+from mer_ray.mining.ensemble import ensemble
+from mer_ray.mining.state import round_dir, write_json
+
+DEMO_CACHE = Path(".cache")
+
+
+def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
+    """The generated demo corpus, made on first use and reused after."""
+    from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
+
+    path = root / f"demo-corpus-seed{seed}"
+    if not (path / "corpus.json").exists():
+        print(f"generating the demo corpus into {path} (once) ...", flush=True)
+        make_demo_corpus(path, DemoCorpusConfig(seed=seed))
+    return path
+
+
+def init_ray() -> None:
+    """Join the cluster when there is one (RAY_ADDRESS, `ray job submit`), else start a local
+    Ray with its dashboard on 127.0.0.1 only."""
+    if not ray.is_initialized():
+        ray.init(dashboard_host="127.0.0.1", log_to_driver=True)
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fill in the defaults that depend on the machine: corpus, truth, output, store."""
+    corpus = Path(cfg.corpus) if cfg.corpus else demo_corpus(cfg.seed)
+    truth = cfg.truth or (str(corpus / "truth") if (corpus / "truth").is_dir() else None)
+    out = cfg.out or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    store = cfg.store or str(corpus / "features")
+    return dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
+
+
+def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
+    """Manifest, feature extraction (only what is missing), the aligned table and the splits."""
+    manifest = read_corpus(cfg.corpus)
+    write_manifest(manifest, Path(cfg.out) / "manifest.parquet")
+    counts = manifest["split"].value_counts().to_dict()
+    print(f"corpus {cfg.corpus}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
+
+    store = FeatureStore(cfg.store)
+    summary = extract_features(manifest, store, cfg.extract)
+    print(summary.line(), flush=True)
+
+    table, dropped = load_feature_table(manifest, store, sorted(cfg.extract.streams))
+    truth = read_truth(cfg.truth)
+    labeled = table.rows("train")
+    train, dev = stratified_dev_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)
+    is_test = np.array([n in truth.test for n in table.names])
+    unlabeled = table.split != "train"
+    test = np.flatnonzero(unlabeled & is_test)
+    data = MiningData(
+        table=table, train=train, dev=dev,
+        pool=np.flatnonzero(unlabeled & ~is_test),   # held-out test clips are never mined
+        test=test,
+        test_labels=truth.labels(table.names[test], truth.test),
+        pool_truth=truth.labels(table.names, truth.pool),
+    )
+    print(f"learners fit on {len(train)} labeled clips (+{len(dev)} dev), pool {len(data.pool)}, "
+          f"held-out test {len(test)}, left out {len(dropped)}", flush=True)
+    return data, manifest
+
+
+def run_cyclic_mining(cfg: RunConfig) -> Path:
+    cfg = resolve(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("mer-ray cyclic mining, config:\n" + cfg.dumps(), flush=True)
+    (out / "config.yaml").write_text(cfg.dumps())
+    init_ray()
+
+    data, _ = prepare_data(cfg)
+    trainer = TorchTrainer(
+        mining_loop,
+        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=ray.put(data)),
+        scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
+        run_config=TrainRunConfig(
+            name="mining", storage_path=str((out / "ray").resolve()),
+            # a worker that dies restarts the group, which resumes from the last complete round
+            failure_config=FailureConfig(max_failures=2),
+        ),
+    )
+    trainer.fit()
+    return finalize(cfg, data)
+
+
+def finalize(cfg: RunConfig, data: MiningData) -> Path:
+    """Ensemble the last round's learners → predictions.csv, final metrics, summary table."""
+    out = Path(cfg.out)
+    state = json.loads((out / "state.json").read_text())
+    rounds = [json.loads((round_dir(out, r) / "metrics.json").read_text()) for r in state["complete"]]
+    last = round_dir(out, state["complete"][-1])
+    probs = np.load(last / "probs.npz", allow_pickle=False)["probs"]
+    dev_scores = [rounds[-1]["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
+
+    targets = np.flatnonzero(data.table.split != "train")   # pool + test: what MER asks for
+    predicted = ensemble(cfg.mining.ensemble, probs[:, targets], dev_scores)
+    pd.DataFrame({"name": data.table.names[targets],
+                  "discrete": [EMOTIONS[c] for c in predicted]}).to_csv(out / "predictions.csv", index=False)
+
+    final = {"test_waf": None, "test_acc": None, "test_uar": None}
+    if len(data.test):
+        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores)
+        final = {"test_waf": round(waf(data.test_labels, test_pred), 4),
+                 "test_acc": round(accuracy(data.test_labels, test_pred), 4),
+                 "test_uar": round(uar(data.test_labels, test_pred), 4)}
+    final["mined_total"] = int(sum(r["mined"] for r in rounds))
+    write_json(out / "metrics.json", {"rounds": rounds, "final": final})
+
+    print("\nper-round summary")
+    for i, r in enumerate(rounds):
+        print(format_round(r, header=(i == 0)))
+    print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  UAR {final['test_uar']}  "
+          f"(round 0: {rounds[0]['test_waf']}); mined {final['mined_total']} clips")
+    print(f"outputs in {out}: predictions.csv, metrics.json, round-*/ (vote tables, checkpoints)")
+    return out
