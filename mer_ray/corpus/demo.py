@@ -51,6 +51,7 @@ class DemoCorpusConfig:
     class_priors: tuple[float, ...] = (0.27, 0.24, 0.22, 0.14, 0.07, 0.06)
     cue_wrong: float = 0.2  # per clip and modality: the cue comes from another class
     cue_weak: float = 0.2  # per clip and modality: the cue is faint (pulled towards neutral)
+    text_distractor: float = 0.35  # share of transcripts with an emotion word of another class
     cue_spread: float = 1.0  # scales the per-clip jitter of every cue parameter
     min_seconds: float = 1.0
     max_seconds: float = 3.0
@@ -106,6 +107,11 @@ VIDEO_CUES = np.array([
     [0.28, 15.0, 12.0, 6.0, 0.8],
 ])
 VIDEO_SPREAD = np.array([0.08, 2.0, 2.5, 1.0, 0.4])
+
+# Columns of the cue tables that move together (one cue group each, see plan_demo_corpus).
+AUDIO_GROUPS = ([0, 1, 4], [2, 3, 5])  # pitch level, contour, vibrato | rate, loudness, timbre
+VIDEO_GROUPS = ([0], [1, 2, 3, 4])  # tint | disc size and motion
+CUE_GROUPS = 5
 
 # Transcript: each class has a dozen emotion words, so 300 labeled clips see each only a
 # couple of times (the words a bag-of-words model must learn from the mined clips).
@@ -180,7 +186,9 @@ class DemoClip:
     tint: tuple[float, float, float]
     english: str
     chinese: str
-    cue_classes: tuple[int, int, int] = field(default=(0, 0, 0))  # audio, video, text
+    # Class shown by each cue group: audio pitch, audio tempo-energy, video colour, video
+    # motion, text words.
+    cue_classes: tuple[int, ...] = field(default=())
 
 
 def _cue_class(label: int, wrong: float, priors: np.ndarray, rng: np.random.Generator) -> int:
@@ -196,22 +204,27 @@ def _cue_strength(weak: float, rng: np.random.Generator) -> float:
     return float(rng.uniform(0.0, 0.4)) if rng.random() < weak else float(rng.uniform(0.8, 1.2))
 
 
-def _transcript(cue: int, strength: float, rng: np.random.Generator) -> tuple[str, str]:
+def _transcript(cue: int, strength: float, distractor: int | None,
+                rng: np.random.Generator) -> tuple[str, str]:
     """An English sentence and its rough Chinese rendering.
 
-    A weak text cue is a sentence with no emotion word at all (many MER utterances say nothing
-    about the speaker's state); otherwise one or two words of the cue class appear.
+    A weak text cue is a sentence with no word of its class (many MER utterances say nothing
+    about the speaker's state); otherwise one or two words of the cue class appear. A
+    distractor adds one word of another class ("glad it's over but still worried").
     """
     parts: list[str] = []
     if rng.random() < 0.5:
         parts.append(str(rng.choice(FILLERS)))
     parts += [str(rng.choice(SUBJECTS)), str(rng.choice(EVENTS))]
+    emotion: list[str] = []
     if strength >= 0.5:
-        words = EMOTION_WORDS[cue]
-        chosen = [str(w) for w in rng.choice(words, size=1 + int(rng.random() < 0.3), replace=False)]
-        frame = str(rng.choice(FRAMES))
-        lead, _, _ = frame.partition("{w}")
-        parts += ([lead.strip()] if lead.strip() else []) + chosen
+        emotion += [str(w) for w in rng.choice(EMOTION_WORDS[cue], size=1 + int(rng.random() < 0.3), replace=False)]
+    if distractor is not None and distractor != cue:
+        emotion.append(str(rng.choice(EMOTION_WORDS[distractor])))
+    if emotion:
+        order = rng.permutation(len(emotion))
+        lead = str(rng.choice(FRAMES)).partition("{w}")[0].strip()
+        parts += ([lead] if lead else []) + [emotion[i] for i in order]
     if rng.random() < 0.3:
         parts.append(str(rng.choice(FILLERS)))
     english = " ".join(parts)
@@ -238,19 +251,28 @@ def plan_demo_corpus(cfg: DemoCorpusConfig) -> list[DemoClip]:
         valence = float(np.clip(round(rng.normal(mean, sd), 2), -5.0, 5.0))
         seconds = float(round(rng.uniform(cfg.min_seconds, cfg.max_seconds), 2))
 
-        cues = tuple(_cue_class(label, cfg.cue_wrong, priors, rng) for _ in range(3))
-        strengths = [_cue_strength(cfg.cue_weak, rng) for _ in range(3)]
-
-        audio_mean = AUDIO_CUES[0] + strengths[0] * (AUDIO_CUES[cues[0]] - AUDIO_CUES[0])
-        audio = audio_mean + rng.normal(0.0, 1.0, AUDIO_CUES.shape[1]) * AUDIO_SPREAD * cfg.cue_spread
-        video_mean = VIDEO_CUES[0] + strengths[1] * (VIDEO_CUES[cues[1]] - VIDEO_CUES[0])
-        video = video_mean + rng.normal(0.0, 1.0, VIDEO_CUES.shape[1]) * VIDEO_SPREAD * cfg.cue_spread
-        english, chinese = _transcript(cues[2], strengths[2], rng)
+        # Each modality carries two independent cue groups (audio: pitch / tempo-energy, video:
+        # colour / motion, text: main words / distractor word). When the groups disagree the
+        # modality alone cannot decide between two classes, but another modality can: this is
+        # what makes fusion, and learners over different modality subsets, worth having.
+        cues = tuple(_cue_class(label, cfg.cue_wrong, priors, rng) for _ in range(CUE_GROUPS))
+        strengths = tuple(_cue_strength(cfg.cue_weak, rng) for _ in range(CUE_GROUPS))
+        spread = cfg.cue_spread
+        audio = np.empty(AUDIO_CUES.shape[1])
+        for group, columns in enumerate(AUDIO_GROUPS):
+            target = AUDIO_CUES[0, columns] + strengths[group] * (AUDIO_CUES[cues[group], columns] - AUDIO_CUES[0, columns])
+            audio[columns] = target + rng.normal(0.0, 1.0, len(columns)) * AUDIO_SPREAD[columns] * spread
+        video = np.empty(VIDEO_CUES.shape[1])
+        for group, columns in enumerate(VIDEO_GROUPS, start=2):
+            target = VIDEO_CUES[0, columns] + strengths[group] * (VIDEO_CUES[cues[group], columns] - VIDEO_CUES[0, columns])
+            video[columns] = target + rng.normal(0.0, 1.0, len(columns)) * VIDEO_SPREAD[columns] * spread
+        distractor = _cue_class(label, 1.0, priors, rng) if rng.random() < cfg.text_distractor else None
+        english, chinese = _transcript(cues[4], strengths[4], distractor, rng)
         clips.append(DemoClip(
             index=index, name=f"sample_{name_ids[index]:08d}", split=splits[index], label=label,
             given_label=given, valence=valence, seconds=seconds,
             audio_params=tuple(float(x) for x in audio), video_params=tuple(float(x) for x in video),
-            tint=tuple(float(x) for x in TINTS[cues[1]]), english=english, chinese=chinese,
+            tint=tuple(float(x) for x in TINTS[cues[2]]), english=english, chinese=chinese,
             cue_classes=cues,
         ))
     return clips

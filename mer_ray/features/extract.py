@@ -52,33 +52,27 @@ def _unpack(data: bytes, shape, dtype) -> np.ndarray | None:
     return np.frombuffer(data, dtype=dtype).reshape(shape) if len(data) else None
 
 
-class Decode:
+def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None,
+                 need_media: bool) -> pd.DataFrame:
     """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception."""
-
-    def __init__(self, num_frames: int, frame_size: int | None, need_frames: bool, need_audio: bool):
-        self.num_frames, self.frame_size = num_frames, frame_size
-        self.need_frames, self.need_audio = need_frames, need_audio
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error")}
-        for rec in batch.itertuples(index=False):
-            frames = audio = None
-            error = ""
-            if self.need_frames or self.need_audio:
-                try:
-                    clip = decode_clip(rec.video, rec.audio, num_frames=self.num_frames,
-                                       frame_size=self.frame_size)
-                    frames, audio = clip.frames, clip.audio
-                except MediaError as exc:
-                    error = str(exc)
-                except Exception as exc:  # a decoder crash on one clip must not end the job
-                    error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
-            for key, array in (("frames", frames), ("audio", audio)):
-                data, shape = _pack(array)
-                out[key].append(data)
-                out[f"{key}_shape"].append(shape)
-            out["error"].append(error)
-        return batch.assign(**out)
+    out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error")}
+    for rec in batch.itertuples(index=False):
+        frames = audio = None
+        error = ""
+        if need_media:
+            try:
+                clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size)
+                frames, audio = clip.frames, clip.audio
+            except MediaError as exc:
+                error = str(exc)
+            except Exception as exc:  # a decoder crash on one clip must not end the job
+                error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
+        for key, array in (("frames", frames), ("audio", audio)):
+            data, shape = _pack(array)
+            out[key].append(data)
+            out[f"{key}_shape"].append(shape)
+        out["error"].append(error)
+    return batch.assign(**out)
 
 
 class EncodeAndStore:
@@ -152,12 +146,10 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             # a small manifest arrives as one block: split it so decode runs in parallel
             .repartition(n_blocks)
             .map_batches(
-                Decode,
-                fn_constructor_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size,
-                                           need_frames="video" in modalities,
-                                           need_audio="audio" in modalities),
+                decode_batch,
+                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size,
+                               need_media=bool(modalities & {"audio", "video"})),
                 batch_format="pandas", batch_size=8, num_cpus=1,
-                compute=ray.data.TaskPoolStrategy(),
             )
             .map_batches(
                 EncodeAndStore,

@@ -1,0 +1,27 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, like the CI machine)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, dashboard_host="127.0.0.1", include_dashboard=True,
+                 log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A small generated MER 2024-layout corpus shared by the end-to-end tests."""
+    from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "tiny"
+    return make_demo_corpus(root, DemoCorpusConfig(n_labeled=60, n_unlabeled=200, n_test=40, seed=3))

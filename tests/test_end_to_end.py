@@ -1,0 +1,92 @@
+"""The demo pipeline end to end on a tiny generated corpus, with real Ray Data and Ray Train."""
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer_ray.config import MiningConfig, RunConfig
+from mer_ray.corpus.truth import read_truth
+from mer_ray.labels import EMOTIONS
+from mer_ray.mining.run import run_cyclic_mining
+
+
+def run(corpus, out, *, workers, rounds=2, store=None):
+    cfg = RunConfig(corpus=str(corpus), out=str(out), store=str(store or corpus / "features"),
+                    train_workers=workers, mining=MiningConfig(rounds=rounds))
+    return run_cyclic_mining(cfg)
+
+
+@pytest.fixture(scope="module")
+def ray_train_run(ray_session, tiny_corpus, tmp_path_factory):
+    """The full path: Ray Data extraction, then mining inside two Ray Train workers."""
+    return run(tiny_corpus, tmp_path_factory.mktemp("runs") / "two-workers", workers=2)
+
+
+def test_metrics_json_has_every_round_and_the_final_scores(ray_train_run, tiny_corpus):
+    metrics = json.loads((ray_train_run / "metrics.json").read_text())
+    rounds = metrics["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert rounds[0]["pseudo_label_precision"] is None and rounds[0]["mined"] == 0
+    labeled_train = rounds[0]["train_size"]
+    assert labeled_train == 48                               # 60 labeled minus the 20 % dev split
+    mined_so_far = 0
+    for r in rounds:
+        assert set(r["learners"]) == {"M1", "M2", "M3", "M4"}
+        assert all(0.0 <= v["dev_waf"] <= 1.0 for v in r["learners"].values())
+        assert 0.0 <= r["test_waf"] <= 1.0
+        mined_so_far += r["mined"]
+        assert r["train_size"] == labeled_train + mined_so_far
+        # the mined set is split evenly: learner training sets differ by at most one clip per class
+        sizes = [v["train_size"] - labeled_train for v in r["learners"].values()]
+        assert max(sizes) - min(sizes) <= len(EMOTIONS)
+        if r["round"] > 0 and r["mined"]:
+            assert 0.0 <= r["pseudo_label_precision"] <= 1.0
+    assert mined_so_far > 0
+    assert set(metrics["final"]) >= {"test_waf", "test_acc", "test_uar"}
+    assert metrics["final"]["test_waf"] == rounds[-1]["test_waf"]
+
+
+def test_predictions_cover_every_unlabeled_and_test_clip(ray_train_run, tiny_corpus):
+    predictions = pd.read_csv(ray_train_run / "predictions.csv")
+    assert list(predictions.columns) == ["name", "discrete"]
+    pool = {p.stem for p in (tiny_corpus / "video-unlabeled-with-test2noise").glob("*.mp4")}
+    assert set(predictions["name"]) == pool
+    assert set(predictions["discrete"]) <= set(EMOTIONS)
+
+
+def test_vote_tables_record_the_mining(ray_train_run, tiny_corpus):
+    truth = read_truth(tiny_corpus / "truth")
+    metrics = json.loads((ray_train_run / "metrics.json").read_text())
+    seen = set()
+    for r in (1, 2):
+        votes = pd.read_parquet(ray_train_run / f"round-{r}" / "vote_table.parquet")
+        picked = votes[votes["selected"]]
+        assert len(picked) == metrics["rounds"][r]["mined"]
+        assert (picked["agree"] >= 3).all()
+        assert set(picked["assigned"]) <= {0, 1, 2, 3} and (votes.loc[~votes["selected"], "assigned"] == -1).all()
+        assert not set(votes["name"]) & set(truth.test), "held-out test clips must never be mined"
+        assert not set(votes["name"]) & seen, "a mined clip is voted on again"
+        seen |= set(picked["name"])
+        precision = np.mean([truth.pool[n] == a for n, a in zip(picked["name"], picked["agreed"])])
+        assert metrics["rounds"][r]["pseudo_label_precision"] == pytest.approx(precision, abs=1e-4)
+
+
+def test_in_process_run_gives_the_same_predictions_and_resumes(ray_train_run, tiny_corpus, tmp_path):
+    # Same seeds, one process instead of two Ray Train workers: the same result.
+    single = run(tiny_corpus, tmp_path / "single", workers=0)
+    assert pd.read_csv(single / "predictions.csv").equals(pd.read_csv(ray_train_run / "predictions.csv"))
+    # A run killed in the middle of round 2: state.json names rounds 0-1, round 2 is half written.
+    killed = tmp_path / "killed"
+    shutil.copytree(single, killed)
+    (killed / "round-2").rename(killed / "round-2.partial")
+    (killed / "round-2.partial" / "probs.npz").write_bytes(b"half a file")
+    (killed / "state.json").write_text(json.dumps({"complete": [0, 1]}))
+    (killed / "predictions.csv").unlink()
+    round1 = (killed / "round-1" / "M1.pt").stat().st_mtime_ns
+    run(tiny_corpus, killed, workers=0)
+    assert json.loads((killed / "state.json").read_text())["complete"] == [0, 1, 2]
+    assert (killed / "round-1" / "M1.pt").stat().st_mtime_ns == round1     # round 1 not redone
+    assert pd.read_csv(killed / "predictions.csv").equals(pd.read_csv(single / "predictions.csv"))
