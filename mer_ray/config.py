@@ -60,10 +60,17 @@ class ExtractConfig:
 class MiningConfig:
     """Cyclic pseudo-label mining (seed 004): N rounds of vote → split → retrain."""
     rounds: int = 3
-    policy: str = "vote"
-    agree: int = 3                # keep a clip when >= `agree` learners give the same label
-    min_confidence: float = 0.0   # optional: mean softmax of the agreeing learners
+    # selection: a selector then filters, from mer_ray.mining.policies (e.g. vote, minority, cap)
+    policy: tuple[str, ...] = ("vote",)
+    agree: int = 3                # vote: keep a clip when >= `agree` learners give the same label
+    min_confidence: float = 0.0   # vote: minimum mean softmax of the agreeing learners
+    confidence_threshold: float = 0.8   # confidence (seed 000)
+    quantile_eta: float = 0.5     # class-quantile (seed 003, Algorithm 1): share kept per class
+    minority_classes: tuple[str, ...] = ("surprise", "worried", "sad")   # minority (seed 000)
+    max_share_per_round: float = 1.0    # cap: share of the pool mined per round at most
+    max_share_per_class: float = 1.0    # cap: share of the pool mined per class per round at most
     dev_fraction: float = 0.2     # labeled clips held out for early stopping and ranking
+    canary_fraction: float = 0.0  # labeled clips hidden in the pool to measure real precision
     ensemble: str = "ranked-mode"
 
 
@@ -103,6 +110,8 @@ def _build(cls, value):
         return cls(**{k: _build(hints[k], v) for k, v in value.items()})
     if origin is tuple:
         inner = typing.get_args(cls)[0]
+        if isinstance(value, str):  # `policy: vote` in YAML means ("vote",)
+            value = [value]
         return tuple(_build(inner, v) for v in value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(cls) if a is not type(None)]

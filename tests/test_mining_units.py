@@ -4,8 +4,18 @@ import pandas as pd
 import pytest
 
 from mer_ray.mining.ensemble import ensemble, ranked_mode
-from mer_ray.mining.policies import POLICIES, create_policy, split_evenly
+from mer_ray.config import MiningConfig
+from mer_ray.mining.policies import POLICIES, PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState
+
+
+def select(probs, dev_probs=None, dev_labels=None, pool_size=None, **options):
+    """Run the policy chain built from MiningConfig(**options) on `probs`."""
+    n_learners = probs.shape[0]
+    ctx = PolicyContext(dev_probs=np.zeros((n_learners, 0, 6)) if dev_probs is None else dev_probs,
+                        dev_labels=np.zeros(0, int) if dev_labels is None else dev_labels,
+                        pool_size=pool_size or probs.shape[1])
+    return create_policy(MiningConfig(**options))(probs, ctx)
 
 
 def one_hot_probs(labels, conf=0.9, n_classes=6):
@@ -22,7 +32,7 @@ def test_vote_keeps_clips_where_at_least_three_of_four_agree():
                        [1, 1, 3, 0, 5],
                        [1, 2, 4, 1, 5],
                        [1, 3, 5, 1, 4]])
-    sel = create_policy("vote", agree=3)(one_hot_probs(labels))
+    sel = select(one_hot_probs(labels), agree=3)
     assert sel.selected.tolist() == [True, False, False, False, True]
     assert sel.labels[[0, 4]].tolist() == [1, 5]
     assert sel.agree.tolist()[:2] == [4, 2]
@@ -32,20 +42,60 @@ def test_vote_min_confidence_drops_unsure_agreement():
     labels = np.array([[2, 2]] * 4)
     probs = one_hot_probs(labels)
     probs[:, 1] = one_hot_probs(labels[:, 1:], conf=0.3)[:, 0]
-    sel = create_policy("vote", agree=3, min_confidence=0.5)(probs)
+    sel = select(probs, agree=3, min_confidence=0.5)
     assert sel.selected.tolist() == [True, False]
     assert sel.confidence[0] == pytest.approx(0.9)
 
 
 def test_vote_rejects_more_agreement_than_learners():
     with pytest.raises(ValueError, match="only 2"):
-        create_policy("vote", agree=3)(one_hot_probs([[0], [0]]))
+        select(one_hot_probs([[0], [0]]), agree=3)
 
 
 def test_unknown_policy_names_the_registered_ones():
     assert "vote" in POLICIES.names()
     with pytest.raises(KeyError, match="vote"):
-        create_policy("no-such-policy")
+        select(one_hot_probs([[0]]), policy=("no-such-policy",))
+
+
+def test_confidence_policy_keeps_softmax_at_least_0_8():
+    probs = np.array([[[0.85, 0.15], [0.6, 0.4], [0.1, 0.9]]])        # one learner: self-training
+    sel = select(np.pad(probs, ((0, 0), (0, 0), (0, 4))), policy=("confidence",))
+    assert sel.selected.tolist() == [True, False, True] and sel.labels.tolist() == [0, 0, 1]
+
+
+def test_minority_filter_mines_only_the_named_classes():
+    labels = np.array([[0, 4, 5, 3, 2]] * 4)
+    sel = select(one_hot_probs(labels), policy=("vote", "minority"))
+    assert sel.selected.tolist() == [False, True, True, True, False]
+    sel = select(one_hot_probs(labels), policy=("vote", "minority"), minority_classes=("surprise",))
+    assert sel.selected.tolist() == [False, False, True, False, False]
+
+
+def test_class_quantile_thresholds_come_from_correct_dev_predictions():
+    # dev: class 0 predicted right at confidences 0.5..0.9, class 1 right at 0.95 only
+    conf = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    dev_labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    dev_pred = np.array([0, 0, 0, 0, 0, 1, 0])                        # the last one is wrong
+    dev_probs = np.zeros((1, 7, 6))
+    dev_probs[0, np.arange(7), dev_pred] = conf
+    dev_probs[0, np.arange(7), 5] = 1 - conf
+    pool = np.zeros((1, 4, 6))
+    pool[0, np.arange(4), [0, 0, 1, 1]] = [0.75, 0.65, 0.96, 0.9]
+    pool[0, np.arange(4), 5] = 1 - pool[0, np.arange(4), [0, 0, 1, 1]]
+    sel = select(pool, dev_probs, dev_labels, policy=("class-quantile",), quantile_eta=0.5)
+    # class 0 threshold = median(0.5..0.9) = 0.7; class 1 threshold = 0.95
+    assert sel.selected.tolist() == [True, False, True, False]
+
+
+def test_caps_keep_the_most_confident_within_round_and_class_shares():
+    labels = np.array([[1] * 6 + [2] * 4] * 4)
+    probs = one_hot_probs(labels)
+    probs[:, :, :] *= np.linspace(1.0, 0.9, 10)[None, :, None]       # earlier clips more confident
+    sel = select(probs, max_share_per_class=0.2, pool_size=10)
+    assert np.flatnonzero(sel.selected).tolist() == [0, 1, 6, 7]     # 2 per class
+    sel = select(probs, max_share_per_round=0.3, pool_size=10)
+    assert np.flatnonzero(sel.selected).tolist() == [0, 1, 2]
 
 
 def test_split_evenly_is_disjoint_balanced_and_stratified():

@@ -49,9 +49,9 @@ class DemoCorpusConfig:
     label_noise: float = 0.1  # share of labeled clips whose label is flipped to another class
     # MER 2023/2024 class balance: neutral, angry, happy, sad, worried, surprise.
     class_priors: tuple[float, ...] = (0.27, 0.24, 0.22, 0.14, 0.07, 0.06)
-    cue_wrong: float = 0.2  # per clip and modality: the cue comes from another class
-    cue_weak: float = 0.2  # per clip and modality: the cue is faint (pulled towards neutral)
-    text_distractor: float = 0.35  # share of transcripts with an emotion word of another class
+    cue_wrong: float = 0.12  # per clip and cue group: the cue comes from another class
+    cue_weak: float = 0.15  # per clip and cue group: the cue is faint (pulled towards neutral)
+    text_distractor: float = 0.25  # share of transcripts with an emotion word of another class
     cue_spread: float = 1.0  # scales the per-clip jitter of every cue parameter
     min_seconds: float = 1.0
     max_seconds: float = 3.0
@@ -106,7 +106,7 @@ VIDEO_CUES = np.array([
     [0.28, 8.0, 4.0, 2.0, 2.2],
     [0.28, 15.0, 12.0, 6.0, 0.8],
 ])
-VIDEO_SPREAD = np.array([0.08, 2.0, 2.5, 1.0, 0.4])
+VIDEO_SPREAD = np.array([0.11, 2.6, 3.2, 1.3, 0.5])
 
 # Columns of the cue tables that move together (one cue group each, see plan_demo_corpus).
 AUDIO_GROUPS = ([0, 1, 4], [2, 3, 5])  # pitch level, contour, vibrato | rate, loudness, timbre
@@ -331,7 +331,7 @@ def _render_video(clip: DemoClip, cfg: DemoCorpusConfig, rng: np.random.Generato
 
     brightness = rng.uniform(0.35, 0.65)
     cast = rng.uniform(0.0, 1.0, 3)
-    cast_strength = rng.uniform(0.0, 0.22)
+    cast_strength = rng.uniform(0.0, 0.3)
     gradient = (xs / size - 0.5) * rng.uniform(-0.2, 0.2) + (ys / size - 0.5) * rng.uniform(-0.2, 0.2)
     background = brightness + gradient[..., None] + cast_strength * (cast - 0.5)[None, None, :]
     noise_sd = rng.uniform(0.02, 0.07)

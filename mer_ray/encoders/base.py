@@ -32,6 +32,9 @@ class Encoder(ABC):
     dim: int
     pooling: str = "mean"
     dtype: str = "float32"
+    # Learners z-score each feature column; sparse bag-of-words columns would be blown up by
+    # that (a rare hashed word becomes a huge value), so such encoders opt out.
+    standardize: bool = True
 
     @abstractmethod
     def encode(self, inputs: Sequence[Any]) -> np.ndarray:
@@ -45,6 +48,7 @@ class Encoder(ABC):
             "dim": int(self.dim),
             "pooling": self.pooling,
             "dtype": self.dtype,
+            "standardize": self.standardize,
         }
 
     def __repr__(self) -> str:

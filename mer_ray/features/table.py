@@ -39,6 +39,18 @@ class FeatureTable:
         return np.array([position[n] for n in names], dtype=np.int64)
 
 
+def normalize(matrix: np.ndarray, per_column: bool) -> np.ndarray:
+    """Z-score each column, or (for sparse encoders) scale the whole stream to unit RMS.
+
+    Statistics come from every clip, labeled or not: unsupervised, and they match the pool.
+    """
+    if per_column:
+        mean, std = matrix.mean(0), matrix.std(0)
+        return (matrix - mean) / np.where(std > 1e-6, std, 1.0)
+    rms = float(np.sqrt(np.mean(matrix ** 2)))
+    return matrix / (rms if rms > 1e-12 else 1.0)
+
+
 def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: list[str]) -> tuple[FeatureTable, dict[str, str]]:
     """Clips with every requested stream; returns the table and {dropped clip: reason}."""
     keep = set(manifest["name"])
@@ -58,9 +70,7 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
     matrices = {}
     for stream in streams:
         matrix = np.stack([loaded[stream][n] for n in names]).astype(np.float32)
-        # Statistics over every clip, labeled or not: unsupervised, and it matches the pool.
-        mean, std = matrix.mean(0), matrix.std(0)
-        matrices[stream] = (matrix - mean) / np.where(std > 1e-6, std, 1.0)
+        matrices[stream] = normalize(matrix, store.meta(stream).get("standardize", True))
     if dropped:
         log.warning("%d clip(s) lack a feature stream and are left out, e.g. %s",
                     len(dropped), "; ".join(list(dropped.values())[:3]))

@@ -27,7 +27,7 @@ from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
-from mer_ray.mining.policies import create_policy, split_evenly
+from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState, round_dir, write_json
 from mer_ray.train import fit_learner, predict_proba
 
@@ -42,10 +42,11 @@ class MiningData:
     test: np.ndarray         # held-out rows, scored against truth only
     test_labels: np.ndarray  # [len(test)] true labels (evaluation only)
     pool_truth: np.ndarray   # [N] true label where known (demo, canaries), else -1: audit only
+    canaries: np.ndarray     # labeled rows hidden in the pool: precision on real labels
 
 
-def stratified_dev_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int):
-    """Deterministic per-class split of the labeled rows into (train, dev)."""
+def stratified_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int):
+    """Deterministic per-class split of `rows` into (rest, a `fraction` of each class)."""
     rng = np.random.default_rng(seed)
     dev = []
     for c in np.unique(labels[rows]):
@@ -79,8 +80,7 @@ def mining_loop(config: dict) -> None:
     rank, world = _rank_and_world()
     torch.set_num_threads(1)  # one learner per core; also makes results independent of world size
     my_learners = [i for i in range(len(learners)) if i % world == rank]
-    policy = create_policy(cfg.mining.policy, agree=cfg.mining.agree,
-                           min_confidence=cfg.mining.min_confidence)
+    policy = create_policy(cfg.mining)
     state = MiningState.load(run_dir, table.names)
     history = [_read_metrics(run_dir, r) for r in state.complete]
 
@@ -93,7 +93,9 @@ def mining_loop(config: dict) -> None:
         votes = None
         if r > 0:
             remaining = np.setdiff1d(data.pool, state.mined_rows)
-            selection = policy(state.probs[:, remaining])
+            context = PolicyContext(dev_probs=state.probs[:, data.dev], dev_labels=table.label[data.dev],
+                                    pool_size=len(data.pool))
+            selection = policy(state.probs[:, remaining], context)
             picked = np.flatnonzero(selection.selected)
             assigned = np.full(len(remaining), -1, np.int64)
             for learner, share in enumerate(split_evenly(remaining[picked], selection.labels[picked],
@@ -167,8 +169,12 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
         rows = data.table.index_of(new["name"])
         truth = data.pool_truth[rows]
         known = truth >= 0
+        correct = new["agreed"].to_numpy() == truth
         if known.any():
-            metrics["pseudo_label_precision"] = round(float((new["agreed"].to_numpy()[known] == truth[known]).mean()), 4)
+            metrics["pseudo_label_precision"] = round(float(correct[known].mean()), 4)
+        canary = np.isin(rows, data.canaries)
+        metrics["canaries_mined"] = int(canary.sum())
+        metrics["canary_precision"] = round(float(correct[canary].mean()), 4) if canary.any() else None
     dev_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.dev], dev_scores)
     metrics["dev_waf"] = round(waf(labels[data.dev], dev_pred), 4)
     metrics["test_waf"] = metrics["test_acc"] = metrics["test_uar"] = None

@@ -23,7 +23,7 @@ from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import load_feature_table
 from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import accuracy, uar, waf
-from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_dev_split
+from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_split
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.state import round_dir, write_json
 
@@ -71,19 +71,25 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
     table, dropped = load_feature_table(manifest, store, sorted(cfg.extract.streams))
     truth = read_truth(cfg.truth)
     labeled = table.rows("train")
-    train, dev = stratified_dev_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)
+    train, dev = stratified_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)
+    # canaries: labeled clips hidden from training and put in the pool, so pseudo-label
+    # precision is measured on real labels too, not only on the demo's truth
+    train, canaries = stratified_split(table.label, train, cfg.mining.canary_fraction, cfg.seed + 1)
     is_test = np.array([n in truth.test for n in table.names])
     unlabeled = table.split != "train"
     test = np.flatnonzero(unlabeled & is_test)
+    pool_truth = truth.labels(table.names, truth.pool)
+    pool_truth[canaries] = table.label[canaries]
     data = MiningData(
         table=table, train=train, dev=dev,
-        pool=np.flatnonzero(unlabeled & ~is_test),   # held-out test clips are never mined
+        pool=np.union1d(np.flatnonzero(unlabeled & ~is_test), canaries),  # test clips are never mined
         test=test,
         test_labels=truth.labels(table.names[test], truth.test),
-        pool_truth=truth.labels(table.names, truth.pool),
+        pool_truth=pool_truth,
+        canaries=canaries,
     )
-    print(f"learners fit on {len(train)} labeled clips (+{len(dev)} dev), pool {len(data.pool)}, "
-          f"held-out test {len(test)}, left out {len(dropped)}", flush=True)
+    print(f"learners fit on {len(train)} labeled clips (+{len(dev)} dev), pool {len(data.pool)} "
+          f"({len(canaries)} canaries), held-out test {len(test)}, left out {len(dropped)}", flush=True)
     return data, manifest
 
 
