@@ -25,11 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, help="mining rounds after round 0")
     p.add_argument("--train-workers", type=int, help="Ray Train workers (0: in the driver process)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--baselines", action="store_true", default=None,
+                   help="also run labeled-only and single-model self-training for the report")
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, {
         "corpus": args.corpus, "truth": args.truth, "out": args.out, "store": args.store,
         "seed": args.seed, "train_workers": args.train_workers, "mining.rounds": args.rounds,
+        "baselines": args.baselines,
         "learners": load_learners(args.learners) if args.learners else None,
     })
     run_cyclic_mining(cfg)

@@ -48,9 +48,11 @@ DEFAULT_LEARNERS: tuple[LearnerSpec, ...] = (
 class ExtractConfig:
     """Feature extraction: stream name → encoder spec, decoding and batching."""
     streams: dict[str, str] = field(default_factory=lambda: {
-        "audio": "logmel-stats", "video": "frame-stats", "text": "text-bow"})
+        "audio": "logmel-stats", "video": "frame-stats", "text": "minilm"})
     num_frames: int = 16
     frame_size: int | None = None
+    crop: str = "center"          # "center" | "none" (see mer_ray.corpus.media.decode_clip)
+    face_boxes: str | None = None  # CSV name,left,top,width,height: crop each clip to its face box
     batch_size: int = 32          # clips per encoder call and per part file
     encoder_actors: int = 2       # max size of the encoder actor pool
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
@@ -70,6 +72,7 @@ class MiningConfig:
     max_share_per_round: float = 1.0    # cap: share of the pool mined per round at most
     max_share_per_class: float = 1.0    # cap: share of the pool mined per class per round at most
     dev_fraction: float = 0.2     # labeled clips held out for early stopping and ranking
+    folds: int = 0                # >= 2: seed 003's k-fold CV on the training clips, fold models averaged
     canary_fraction: float = 0.0  # labeled clips hidden in the pool to measure real precision
     ensemble: str = "ranked-mode"
 
@@ -83,6 +86,7 @@ class RunConfig:
     seed: int = 0
     train_workers: int = 2        # Ray Train workers sharing the learners (0: in the driver)
     use_gpu: bool = False
+    baselines: bool = False       # also run labeled-only and single-model self-training (0.8)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     learners: tuple[LearnerSpec, ...] = DEFAULT_LEARNERS

@@ -1,6 +1,7 @@
 """The demo pipeline end to end on a tiny generated corpus, with real Ray Data and Ray Train."""
 import dataclasses
 import json
+import re
 import shutil
 
 import numpy as np
@@ -31,7 +32,8 @@ def test_metrics_json_has_every_round_and_the_final_scores(ray_train_run, tiny_c
     assert [r["round"] for r in rounds] == [0, 1, 2]
     assert rounds[0]["pseudo_label_precision"] is None and rounds[0]["mined"] == 0
     labeled_train = rounds[0]["train_size"]
-    assert labeled_train == 48                               # 60 labeled minus the 20 % dev split
+    assert labeled_train + rounds[0]["dev_size"] == 60             # the 60 labeled clips, split
+    assert 9 <= rounds[0]["dev_size"] <= 15                          # ~20 % per class held out for dev
     mined_so_far = 0
     for r in rounds:
         assert set(r["learners"]) == {"M1", "M2", "M3", "M4"}
@@ -90,3 +92,30 @@ def test_in_process_run_gives_the_same_predictions_and_resumes(ray_train_run, ti
     assert json.loads((killed / "state.json").read_text())["complete"] == [0, 1, 2]
     assert (killed / "round-1" / "M1.pt").stat().st_mtime_ns == round1     # round 1 not redone
     assert pd.read_csv(killed / "predictions.csv").equals(pd.read_csv(single / "predictions.csv"))
+
+
+def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
+    cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "audited"), store=str(tiny_corpus / "features"),
+                    train_workers=0, baselines=True,
+                    mining=MiningConfig(rounds=2, canary_fraction=0.2, policy=("vote", "cap"),
+                                        max_share_per_round=0.25))
+    out = run_cyclic_mining(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    # canaries: hidden labeled clips sit in the pool, so real-label precision can be measured
+    assert metrics["rounds"][0]["train_size"] + metrics["rounds"][0]["dev_size"] < 60
+    assert sum(r.get("canaries_mined", 0) for r in metrics["rounds"]) > 0
+    assert any(r.get("canary_precision") is not None for r in metrics["rounds"][1:])
+    # the cap: at most a quarter of the pool (200 clips + canaries) per round
+    assert all(r["mined"] <= 0.25 * (200 + 12) for r in metrics["rounds"])
+    # baselines beside the mining
+    assert set(metrics["baselines"]) == {"labeled-only", "self-training"}
+    assert metrics["baselines"]["labeled-only"]["final"]["test_waf"] == metrics["rounds"][0]["test_waf"]
+    self_training = metrics["baselines"]["self-training"]
+    assert list(self_training["rounds"][0]["learners"]) == ["M1"]
+    assert (out / "baselines" / "self-training" / "predictions.csv").exists()
+    # the report: an HTML page whose images all exist
+    page = (out / "report.html").read_text()
+    images = re.findall(r'src="(plots/[^"]+)"', page)
+    assert {"plots/scores.png", "plots/mined_per_class.png", "plots/precision.png", "plots/confusion.png"} <= set(images)
+    assert all((out / i).stat().st_size > 5000 for i in images)
+    assert "self-training" in page and "labeled-only" in page

@@ -2,11 +2,16 @@
 
 Every reader returns a DataFrame with the manifest columns; `read_corpus` picks the reader for a
 folder's layout. Readers validate at the boundary: a bad row raises with the file and row named.
+Given a `problems` list instead, a reader records every bad row there and goes on (the row is
+left out, or its bad valence blanked): that is what `validate_corpus` / `mer-ray validate` use
+to report all problems at once rather than the first.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -18,7 +23,17 @@ COLUMNS = ("name", "video", "audio", "transcript", "split", "label", "valence")
 SPLITS = ("train", "test", "unlabeled")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
-LAYOUTS: Registry[Callable[[Path], pd.DataFrame]] = Registry("corpus layout")
+# A layout reader: (root, problems or None) → manifest. Each registers how to recognise its
+# folder in DETECTORS, so `detect_layout` needs no if-chain.
+LAYOUTS: Registry[Callable[..., pd.DataFrame]] = Registry("corpus layout")
+DETECTORS: dict[str, Callable[[Path], bool]] = {}
+
+
+def _layout(name: str, detect: Callable[[Path], bool]):
+    def add(reader):
+        DETECTORS[name] = detect
+        return LAYOUTS.register(name)(reader)
+    return add
 
 
 def _videos_in(folder: Path) -> dict[str, Path]:
@@ -28,19 +43,58 @@ def _videos_in(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
 
 
-def read_label_file(csv: Path) -> pd.DataFrame:
-    """name, label, valence from a `name,discrete[,valence]` file; errors name the row."""
+class Problem(str):
+    """One thing wrong with a corpus: the message (it is the string), the clip and a `kind` that
+    groups problems in the summary: duplicate, missing-file, no-media, bad-label, bad-valence,
+    no-transcript, label-on-unlabeled, no-label, unreadable."""
+
+    name: str
+    kind: str
+
+    def __new__(cls, name: str, kind: str, message: str) -> "Problem":
+        problem = super().__new__(cls, message)
+        problem.name, problem.kind = str(name), kind
+        return problem
+
+    @property
+    def message(self) -> str:
+        return str.__str__(self)
+
+
+def _check(problems: list[Problem] | None, name: str, kind: str, check: Callable[[], Any]) -> Any:
+    """Run a validating `check`; raise its error, or record it in `problems` and return None."""
+    try:
+        return check()
+    except ValueError as err:
+        if problems is None:
+            raise
+        problems.append(Problem(str(name), kind, str(err)))
+        return None
+
+
+def read_label_file(csv: Path, problems: list[Problem] | None = None) -> pd.DataFrame:
+    """name, label, valence from a `name,discrete[,valence]` file; errors name the row.
+
+    With `problems`, a row with an unknown label is recorded and left out, and a valence out of
+    range is recorded and blanked (the label is still good)."""
+    if not csv.exists():
+        raise FileNotFoundError(f"{csv}: label file not found; is this the corpus root folder?")
     table = pd.read_csv(csv, dtype={"name": str})
     missing = {"name", "discrete"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv}: missing column(s) {sorted(missing)}; expected name,discrete[,valence]")
-    labels, valences = [], []
+    names, labels, valences = [], [], []
     for row, rec in enumerate(table.itertuples(index=False), start=2):
         where = f"{csv.name} line {row}, clip {rec.name}"
-        labels.append(label_index(rec.discrete, where=where))
-        valences.append(check_valence(getattr(rec, "valence", None), where=where))
-    return pd.DataFrame({"name": table["name"], "label": labels,
-                         "valence": [np.nan if v is None else v for v in valences]})
+        label = _check(problems, rec.name, "bad-label", lambda: label_index(rec.discrete, where=where))
+        if label is None:
+            continue
+        valence = _check(problems, rec.name, "bad-valence",
+                         lambda: check_valence(getattr(rec, "valence", None), where=where))
+        names.append(rec.name)
+        labels.append(label)
+        valences.append(np.nan if valence is None else valence)
+    return pd.DataFrame({"name": pd.Series(names, dtype=object), "label": labels, "valence": valences})
 
 
 def _read_transcripts(csv: Path, columns: tuple[str, ...]) -> dict[str, str | None]:
@@ -48,6 +102,9 @@ def _read_transcripts(csv: Path, columns: tuple[str, ...]) -> dict[str, str | No
     if not csv.exists():
         return {}
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if "name" not in table.columns or not set(columns) & set(table.columns):
+        raise ValueError(f"{csv}: expected columns name and one of {', '.join(columns)}; "
+                         f"have {', '.join(table.columns)}")
     out: dict[str, str | None] = {}
     for rec in table.to_dict("records"):
         texts = [rec.get(c, "").strip() for c in columns if rec.get(c, "").strip()]
@@ -62,13 +119,37 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-@LAYOUTS.register("mer2024")
-def read_mer2024(root: Path) -> pd.DataFrame:
+@_layout("mer2023", lambda root: (root / "train-label.csv").is_file())
+def read_mer2023(root: Path, problems: list[Problem] | None = None) -> pd.DataFrame:
+    """MER 2023: train/ + train-label.csv (name,discrete,valence), test1/ test2/ test3/ (the
+    three test sets, unlabeled here: split "test"), transcription.csv (name,sentence)."""
+    train_videos = _videos_in(root / "train")
+    labels = read_label_file(root / "train-label.csv", problems)
+    transcripts = _read_transcripts(root / "transcription.csv", ("sentence", "english", "chinese"))
+    rows = []
+    for rec in labels.itertuples(index=False):
+        video = train_videos.get(rec.name)
+        rows.append(dict(name=rec.name, video=str(video) if video else None, audio=None,
+                         transcript=transcripts.get(rec.name), split="train",
+                         label=rec.label, valence=rec.valence))
+    if problems is not None:
+        for name in sorted(set(train_videos) - set(labels["name"])):
+            problems.append(Problem(name, "no-label", f"{name}: train/{train_videos[name].name} has no "
+                                    f"row in train-label.csv; it is left out"))
+    for folder in ("test1", "test2", "test3"):
+        for name, video in _videos_in(root / folder).items():
+            rows.append(dict(name=name, video=str(video), audio=None, transcript=transcripts.get(name),
+                             split="test", label=None, valence=np.nan))
+    return _frame(rows)
+
+
+@_layout("mer2024", lambda root: (root / "label-disdim.csv").is_file())
+def read_mer2024(root: Path, problems: list[Problem] | None = None) -> pd.DataFrame:
     """MER 2024 / 2025: video-labeled/ + label-disdim.csv, video-unlabeled-with-test2noise/,
     label-transcription.csv (name,chinese[,english])."""
     labeled_videos = _videos_in(root / "video-labeled")
     pool_videos = _videos_in(root / "video-unlabeled-with-test2noise")
-    labels = read_label_file(root / "label-disdim.csv")
+    labels = read_label_file(root / "label-disdim.csv", problems)
     transcripts = _read_transcripts(root / "label-transcription.csv", ("english", "chinese"))
     rows = []
     for rec in labels.itertuples(index=False):
@@ -82,8 +163,8 @@ def read_mer2024(root: Path) -> pd.DataFrame:
     return _frame(rows)
 
 
-@LAYOUTS.register("csv")
-def read_csv_manifest(path: Path) -> pd.DataFrame:
+@_layout("csv", lambda root: root.is_file() and root.suffix.lower() == ".csv")
+def read_csv_manifest(path: Path, problems: list[Problem] | None = None) -> pd.DataFrame:
     """A generic CSV with the manifest's columns (label as a name or index, paths relative to it)."""
     table = pd.read_csv(path, dtype={"name": str, "video": str, "audio": str, "transcript": str})
     if "name" not in table.columns:
@@ -93,9 +174,16 @@ def read_csv_manifest(path: Path) -> pd.DataFrame:
         where = f"{path.name} line {row}, clip {rec['name']}"
         label = rec.get("label")
         has_label = label is not None and not (isinstance(label, float) and np.isnan(label))
-        split = rec.get("split") or ("train" if has_label else "unlabeled")
+        split = rec.get("split") if isinstance(rec.get("split"), str) else ("train" if has_label else "unlabeled")
         if split not in SPLITS:
             raise ValueError(f"split {split!r} ({where}) must be one of {SPLITS}")
+        label_value = None
+        if has_label:
+            label_value = _check(problems, rec["name"], "bad-label", lambda: label_index(label, where=where))
+            if label_value is None:
+                continue
+        valence = _check(problems, rec["name"], "bad-valence",
+                         lambda: check_valence(rec.get("valence"), where=where))
 
         def resolve(p):
             return None if not isinstance(p, str) or not p else str((path.parent / p).resolve())
@@ -103,48 +191,119 @@ def read_csv_manifest(path: Path) -> pd.DataFrame:
         rows.append(dict(
             name=rec["name"], video=resolve(rec.get("video")), audio=resolve(rec.get("audio")),
             transcript=rec.get("transcript") if isinstance(rec.get("transcript"), str) else None,
-            split=split,
-            label=label_index(label, where=where) if has_label else None,
-            valence=check_valence(rec.get("valence"), where=where) or np.nan,
+            split=split, label=label_value, valence=np.nan if valence is None else valence,
         ))
     return _frame(rows)
 
 
 def detect_layout(root: Path) -> str:
-    if root.is_file() and root.suffix == ".csv":
-        return "csv"
-    if (root / "label-disdim.csv").exists():
-        return "mer2024"
+    for name, detect in DETECTORS.items():
+        if detect(root):
+            return name
     raise ValueError(
-        f"{root}: not a known corpus layout (looked for label-disdim.csv for MER 2024/2025, or a "
-        f".csv manifest); pass a MER corpus folder or a CSV with name,video,transcript,label columns"
+        f"{root}: not a known corpus layout (looked for train-label.csv for MER 2023, "
+        f"label-disdim.csv for MER 2024/2025, or a .csv manifest); pass a MER corpus folder or a "
+        f"CSV with name,video,transcript,label columns"
     )
 
 
 def read_corpus(root: str | Path, layout: str | None = None) -> pd.DataFrame:
-    """Read a corpus into the manifest table, validating it (duplicates, missing files)."""
+    """Read a corpus into the manifest table, validating it (duplicates, missing files).
+
+    A bad label or valence raises naming the row; `validate_corpus` reports them all instead."""
     root = Path(root)
     manifest = LAYOUTS.get(layout or detect_layout(root))(root)
     problems = find_problems(manifest)
-    duplicates = [p for p in problems if p.startswith("duplicate")]
+    duplicates = [p.name for p in problems if p.kind == "duplicate"]
     if duplicates:
         raise ValueError(f"{root}: {len(duplicates)} duplicate clip name(s): {duplicates[:5]}; names must be unique")
     return manifest
 
 
-def find_problems(manifest: pd.DataFrame) -> list[str]:
-    """Human-readable problems; each names the clip and what is wrong."""
+def find_problems(manifest: pd.DataFrame) -> list[Problem]:
+    """Problems of a manifest table; each names the clip and what is wrong (str() is the message)."""
     problems = []
     for name in manifest.loc[manifest["name"].duplicated(), "name"]:
-        problems.append(f"duplicate name {name}")
+        problems.append(Problem(name, "duplicate", f"duplicate name {name}: only its first row is used"))
     for rec in manifest.itertuples(index=False):
         if pd.isna(rec.video) and pd.isna(rec.audio):
-            problems.append(f"{rec.name}: no media file found (expected a video next to the label file)")
-        elif not pd.isna(rec.video) and not Path(rec.video).exists():
-            problems.append(f"{rec.name}: video {rec.video} does not exist")
+            problems.append(Problem(rec.name, "no-media", f"{rec.name}: no media file found "
+                                    f"(expected a video next to the label file)"))
+        for column in ("video", "audio"):
+            path = getattr(rec, column)
+            if not pd.isna(path) and not Path(path).exists():
+                problems.append(Problem(rec.name, "missing-file", f"{rec.name}: {column} {path} does not exist"))
         if pd.isna(rec.transcript) or not str(rec.transcript).strip():
-            problems.append(f"{rec.name}: empty or missing transcript")
+            problems.append(Problem(rec.name, "no-transcript", f"{rec.name}: empty or missing transcript"))
+        if rec.split != "train" and not pd.isna(rec.label):
+            problems.append(Problem(rec.name, "label-on-unlabeled", f"{rec.name}: split {rec.split} but "
+                                    f"has a label; it is not used for training"))
     return problems
+
+
+@dataclass
+class CorpusReport:
+    """What `mer-ray validate` prints: counts per split and class, every problem, what is usable."""
+
+    root: str
+    layout: str
+    manifest: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    usable: list[str] = field(default_factory=list)   # clips the pipeline can still use
+
+    def counts(self) -> pd.DataFrame:
+        """Clips per class (rows, '-' for none) and split (columns); a duplicate counts once."""
+        from mer_ray.labels import EMOTIONS
+
+        unique = self.manifest.drop_duplicates("name")
+        label = unique["label"].map(lambda v: "-" if pd.isna(v) else EMOTIONS[int(v)])
+        table = pd.crosstab(label.rename("class"), unique["split"], margins=True, margins_name="total")
+        order = [e for e in (*EMOTIONS, "-") if e in table.index] + ["total"]
+        return table.loc[order]
+
+    def text(self) -> str:
+        from collections import Counter
+
+        lines = [f"corpus {self.root} (layout {self.layout}): {len(self.manifest)} clips, "
+                 f"{len(self.usable)} usable", "", self.counts().to_string(), ""]
+        kinds = Counter(p.kind for p in self.problems)
+        if kinds:
+            lines.append(f"{len(self.problems)} problem(s): "
+                         + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()))
+            lines += [f"  [{p.kind}] {p.message}" for p in self.problems]
+        else:
+            lines.append("no problems found")
+        return "\n".join(lines)
+
+
+def validate_corpus(root: str | Path, layout: str | None = None, *, probe: bool = True,
+                    workers: int = 8) -> CorpusReport:
+    """Every problem of a corpus, collected rather than raised (bad rows are left out).
+
+    `probe` opens every media file and decodes its first frame (in `workers` threads: PyAV
+    releases the GIL while it decodes), so unreadable files show before any extraction starts.
+    A clip is usable when it has a readable media file or a transcript.
+    """
+    from .media import probe_media
+
+    root = Path(root)
+    layout = layout or detect_layout(root)
+    problems: list[Problem] = []
+    manifest = LAYOUTS.get(layout)(root, problems)
+    problems += find_problems(manifest)
+    unique = manifest.drop_duplicates("name")
+    bad_media = {p.name for p in problems if p.kind in ("missing-file", "no-media")}
+    if probe:
+        paths = [(rec.name, path) for rec in unique.itertuples(index=False) if rec.name not in bad_media
+                 for path in (rec.video, rec.audio) if isinstance(path, str)]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for (name, _), problem in zip(paths, pool.map(lambda item: probe_media(item[1]), paths)):
+                if problem:
+                    problems.append(Problem(name, "unreadable", f"{name}: {problem}"))
+                    bad_media.add(name)
+    has_text = unique["transcript"].map(lambda t: isinstance(t, str) and bool(t.strip()))
+    usable = [n for n, text in zip(unique["name"], has_text) if text or n not in bad_media]
+    return CorpusReport(str(root), layout, manifest, problems, usable)
 
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> Path:

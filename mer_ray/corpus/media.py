@@ -13,7 +13,9 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["DecodedClip", "MediaError", "decode_clip"]
+__all__ = ["CROPS", "DecodedClip", "MediaError", "decode_clip", "probe_media", "read_face_boxes"]
+
+CROPS = ("center", "none")
 
 
 @dataclass
@@ -35,6 +37,9 @@ def decode_clip(
     num_frames: int = 16,
     frame_size: int | None = None,
     sample_rate: int = 16000,
+    crop: str = "center",
+    face_box: tuple[float, float, float, float] | None = None,
+    want: tuple[str, ...] = ("video", "audio"),
 ) -> DecodedClip:
     """Decode `num_frames` uniformly spaced frames of `video` and the audio of the clip.
 
@@ -44,27 +49,86 @@ def decode_clip(
     MER data. When nothing usable is left (missing, empty, corrupt or not a media file at all)
     this raises `MediaError` naming the path.
 
-    `frame_size` centre-crops every frame to a square and resizes it to that many pixels.
+    Cropping, then resizing to `frame_size` x `frame_size` when it is given:
+      - `face_box=(left, top, width, height)` in the video's pixels (one box per clip, e.g. from
+        a face detector run once over the corpus; see `read_face_boxes`): every frame is cut to
+        the square around the box's centre with the box's longer side, clipped to the frame;
+      - else `crop="center"`: the largest centred square (faces in MER clips are near the middle);
+      - `crop="none"`: the whole frame, squashed to a square only when `frame_size` is given.
+
+    `want` skips the stream an extraction does not need; with only one stream wanted, a clip
+    that lacks it gives None for it rather than an error (the caller records it as missing).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
     if video is None and audio is None:
         raise MediaError("decode_clip got neither a video nor an audio path; give at least one")
 
     frames = None
-    if video is not None:
-        frames = _decode_frames(Path(video), num_frames, frame_size)
+    if video is not None and "video" in want:
+        frames = _decode_frames(Path(video), num_frames, _Framing(frame_size, crop, face_box))
     audio_source = Path(audio) if audio is not None else (Path(video) if video is not None else None)
     waveform = None
-    if audio_source is not None:
+    if audio_source is not None and "audio" in want:
         waveform = _decode_audio(audio_source, sample_rate, required=audio is not None)
 
-    if frames is None and waveform is None:
+    if frames is None and waveform is None and {"video", "audio"} <= set(want):
         raise MediaError(
             f"{video}: has no decodable video or audio stream; check that it plays "
             f"(ffprobe '{video}') or drop the clip from the manifest"
         )
     return DecodedClip(frames=frames, audio=waveform)
+
+
+@dataclass(frozen=True)
+class _Framing:
+    """How each decoded frame is cut and sized (see `decode_clip`)."""
+
+    size: int | None
+    crop: str
+    box: tuple[float, float, float, float] | None
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        if self.box is not None:
+            left, top, box_w, box_h = self.box
+            side = max(1, min(int(round(max(box_w, box_h))), height, width))
+            cx, cy = left + box_w / 2.0, top + box_h / 2.0
+            x0 = int(round(min(max(cx - side / 2.0, 0), width - side)))
+            y0 = int(round(min(max(cy - side / 2.0, 0), height - side)))
+            rgb = rgb[y0 : y0 + side, x0 : x0 + side]
+        elif self.crop == "center" and self.size is not None:
+            side = min(height, width)
+            top, left = (height - side) // 2, (width - side) // 2
+            rgb = rgb[top : top + side, left : left + side]
+        if self.size is None or rgb.shape[:2] == (self.size, self.size):
+            return np.ascontiguousarray(rgb)
+        return np.asarray(Image.fromarray(rgb).resize((self.size, self.size), Image.BILINEAR))
+
+
+def read_face_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
+    """name → (left, top, width, height) from a `name,left,top,width,height` CSV (pixels of the
+    source video; one box per clip, e.g. the median OpenFace box over the clip)."""
+    import csv
+
+    path = Path(path)
+    boxes = {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"name", "left", "top", "width", "height"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected name,left,top,width,height")
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = tuple(float(row[k]) for k in ("left", "top", "width", "height"))
+            except ValueError:
+                raise ValueError(f"{path} line {line}, clip {row['name']}: box values must be numbers") from None
+            if box[2] <= 0 or box[3] <= 0:
+                raise ValueError(f"{path} line {line}, clip {row['name']}: width and height must be > 0")
+            boxes[row["name"]] = box
+    return boxes
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -95,19 +159,19 @@ def _count_video_packets(path: Path) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
-def _decode_frames(path: Path, num_frames: int, frame_size: int | None) -> np.ndarray | None:
+def _decode_frames(path: Path, num_frames: int, framing: _Framing) -> np.ndarray | None:
     try:
         expected = _count_video_packets(path)
         if expected == 0:
             return None
-        picked = _pick_frames(path, _uniform_indices(expected, num_frames), frame_size)
+        picked = _pick_frames(path, _uniform_indices(expected, num_frames), framing)
         if picked is None:
             # The packet count was wrong (an undecodable packet, a codec with delayed frames):
             # decode once to count exactly, then pick again.
             actual = _decode_all_count(path)
             if actual == 0:
                 return None
-            picked = _pick_frames(path, _uniform_indices(actual, num_frames), frame_size)
+            picked = _pick_frames(path, _uniform_indices(actual, num_frames), framing)
         return picked
     except MediaError:
         raise
@@ -122,7 +186,7 @@ def _uniform_indices(total: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, total - 1, num_frames).round().astype(np.int64)
 
 
-def _pick_frames(path: Path, indices: np.ndarray, frame_size: int | None) -> np.ndarray | None:
+def _pick_frames(path: Path, indices: np.ndarray, framing: _Framing) -> np.ndarray | None:
     """Decode the clip, keeping only the frames at `indices`; None when it has fewer frames."""
     wanted = set(int(i) for i in indices)
     kept: dict[int, np.ndarray] = {}
@@ -132,7 +196,7 @@ def _pick_frames(path: Path, indices: np.ndarray, frame_size: int | None) -> np.
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                kept[index] = _to_rgb(frame, frame_size)
+                kept[index] = framing.apply(frame.to_ndarray(format="rgb24"))
             if index >= last:
                 break
     if len(kept) < len(wanted):
@@ -143,17 +207,6 @@ def _pick_frames(path: Path, indices: np.ndarray, frame_size: int | None) -> np.
 def _decode_all_count(path: Path) -> int:
     with _open(path) as container:
         return sum(1 for _ in container.decode(container.streams.video[0]))
-
-
-def _to_rgb(frame: av.VideoFrame, frame_size: int | None) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
-    if frame_size is None:
-        return rgb
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(rgb[top : top + side, left : left + side])
-    return np.asarray(square.resize((frame_size, frame_size), Image.BILINEAR))
 
 
 def _decode_audio(path: Path, sample_rate: int, *, required: bool) -> np.ndarray | None:
@@ -234,3 +287,23 @@ def write_clip(
             frame.pts = 0
             container.mux(audio_stream.encode(frame))
             container.mux(audio_stream.encode(None))
+
+
+def probe_media(path: str | Path) -> str | None:
+    """A cheap readability check for `mer-ray validate`: None when the file opens and its first
+    video (or audio) frame decodes, else the problem. Opens the file once and decodes one frame,
+    so a whole corpus is probed in seconds; full decoding problems still surface per clip at
+    extraction, where they are quarantined."""
+    path = Path(path)
+    try:
+        with _open(path) as container:
+            streams = list(container.streams.video[:1]) or list(container.streams.audio[:1])
+            if not streams:
+                return f"{path}: has no video or audio stream"
+            for _ in container.decode(streams[0]):
+                return None
+            return f"{path}: has a {streams[0].type} stream but no decodable frame (zero length or truncated)"
+    except MediaError as err:
+        return str(err)
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        return f"{path}: unreadable ({err})"

@@ -2,22 +2,95 @@
 
 Adding an encoder is one decorated factory function here or in a family module imported
 below; the feature pipeline only calls `create_encoder(spec)`.
+
+Spec strings:
+
+    logmel-stats | frame-stats | text-bow | minilm         light encoders, no argument
+    hf-audio:/models/hubert-large                          HuBERT / wav2vec 2.0 / WavLM / Whisper
+    hf-text:/models/chinese-roberta                        BERT family or a decoder LM
+    hf-image:/models/clip-vit-base                         HF ViT / CLIP vision / any AutoModel image tower
+    timm:/models/vit-folder                                a timm folder (config.json + weights)
+    timm:vit_base_patch16_224@/weights/emotion-vit.pth     a timm architecture + a weights file
+    grid:timm:vit_base_patch16_224@/w.safetensors          frames stitched into 2x2 grids (seed 004)
+    videomae:/models/videomae-base                         VideoMAE over 16 frames (seed 000)
+
+Options follow a `?`, as in a URL: `hf-audio:/m/hubert?pooling=last4-sum&chunk_seconds=10`.
+Every model family takes `pooling` (`last`, `last4-mean`, `last4-sum`), `batch_size` and
+`device`; the rest are listed on each encoder class.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..registry import Registry
-from .base import MODALITIES, Encoder
+from .base import LAYER_POOLINGS, MODALITIES, Encoder
 
-__all__ = ["ENCODERS", "Encoder", "MODALITIES", "create_encoder", "list_encoders"]
+__all__ = ["ENCODERS", "Encoder", "LAYER_POOLINGS", "MODALITIES", "create_encoder",
+           "encoder_modality", "list_encoders", "parse_spec"]
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
+# family → modality, so the pipeline can plan (which inputs to decode) without loading a model
+FAMILY_MODALITY: dict[str, str] = {}
+
+
+def _family(name: str, modality: str):
+    """Register an encoder factory under `name`, noting the modality its encoders take."""
+    def add(factory):
+        FAMILY_MODALITY[name] = modality
+        return ENCODERS.register(name)(factory)
+    return add
+
+
+def encoder_modality(spec: str) -> str:
+    """The modality ('audio', 'video' or 'text') a spec's encoder takes, without building it."""
+    family = parse_spec(spec)[0]
+    ENCODERS.get(family)  # unknown family → the KeyError naming the registered ones
+    return FAMILY_MODALITY[family]
+
+
+def _coerce(value: str) -> Any:
+    """Option values arrive as text: numbers and booleans become Python values."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """`family[:source][?key=value&...]` → (family, source, options).
+
+    The family is the registry key; the source (a model path, or `arch@weights` for timm) is
+    everything after the first ':' up to the last '?', so Windows drives and nested specs
+    (`grid:timm:...`) pass through.
+    """
+    body, _, query = spec.rpartition("?") if "?" in spec else (spec, "", "")
+    options: dict[str, Any] = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"encoder spec {spec!r}: option {item!r} is not key=value")
+        options[key] = _coerce(value)
+    family, sep, source = body.partition(":")
+    return family, (source if sep else None), options
 
 
 def create_encoder(spec: str, **kwargs: Any) -> Encoder:
-    """Build the encoder registered as `spec`; unknown specs raise KeyError naming the known ones."""
-    return ENCODERS.create(spec, **kwargs)
+    """Build the encoder a spec string names; unknown families raise KeyError naming the known ones.
+
+    Keyword arguments override options given in the spec (e.g. `device="cuda"`).
+    """
+    family, source, options = parse_spec(spec)
+    factory = ENCODERS.get(family)
+    options.update(kwargs)
+    options.setdefault("spec", spec)   # meta.json records the exact spec, options included
+    if source is None:
+        return factory(**options)
+    return factory(source, **options)
 
 
 def list_encoders() -> list[str]:
@@ -28,21 +101,61 @@ def list_encoders() -> list[str]:
 from . import light as _light  # noqa: E402
 
 
-@ENCODERS.register("logmel-stats")
+@_family("logmel-stats", "audio")
 def logmel_stats(**kwargs: Any) -> Encoder:
     return _light.LogMelStats(**kwargs)
 
 
-@ENCODERS.register("frame-stats")
+@_family("frame-stats", "video")
 def frame_stats(**kwargs: Any) -> Encoder:
     return _light.FrameStats(**kwargs)
 
 
-@ENCODERS.register("text-bow")
+@_family("text-bow", "text")
 def text_bow(**kwargs: Any) -> Encoder:
     return _light.TextBow(**kwargs)
 
 
-@ENCODERS.register("minilm")
+@_family("minilm", "text")
 def minilm(**kwargs: Any) -> Encoder:
     return _light.MiniLM(**kwargs)
+
+
+# Model families: each module imports torch / transformers / timm only when an encoder is built,
+# so listing the registry (or a decode task) stays cheap.
+from . import audio as _audio, text as _text, visual as _visual  # noqa: E402
+
+
+@_family("hf-audio", "audio")
+def hf_audio(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _audio.HFAudio(source, **kwargs)
+
+
+@_family("hf-text", "text")
+def hf_text(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _text.HFText(source, **kwargs)
+
+
+@_family("hf-image", "video")
+def hf_image(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _visual.HFImage(source, **kwargs)
+
+
+@_family("timm", "video")
+def timm_image(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _visual.TimmImage(source, **kwargs)
+
+
+@_family("grid", "video")
+def grid(source: str | None = None, *, spec: str = "grid", grid: int = 2, **kwargs: Any) -> Encoder:
+    """`grid:<image spec>`: the inner timm / hf-image encoder on stitched frame grids (seed 004)."""
+    family, inner, _ = parse_spec(source or "")
+    if family not in ("timm", "hf-image") or inner is None:
+        raise ValueError(f"encoder spec {spec!r}: grid wraps an image encoder, e.g. "
+                         f"grid:timm:vit_base_patch16_224@/path/weights.pth or grid:hf-image:/path")
+    return ENCODERS.get(family)(inner, spec=spec, grid=grid, **kwargs)
+
+
+@_family("videomae", "video")
+def videomae(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _visual.VideoMAE(source, **kwargs)

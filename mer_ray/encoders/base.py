@@ -10,9 +10,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MODALITIES", "Encoder"]
+__all__ = ["LAYER_POOLINGS", "MODALITIES", "Encoder"]
 
 MODALITIES = ("audio", "video", "text")
+# How a transformer's layers become one sequence of states: the last layer, or the mean (seed 004)
+# or sum (MERTools) of the last four.
+LAYER_POOLINGS = ("last", "last4-mean", "last4-sum")
 
 
 class Encoder(ABC):

@@ -5,39 +5,65 @@ them) get different resources so Ray Data streams between them instead of fusing
 is the expensive part for every clip, so each clip is decoded once and fed to every encoder that
 still needs it. The encoder actors write their own part files (atomically) after every batch, so
 a killed run keeps every finished batch and a rerun only does the clips not stored yet.
+
+What happens to a clip, per stream (recorded in `<store>/<stream>/errors.parquet` unless stored):
+- features stored: the normal case;
+- stage "missing": the clip has no such modality (no audio / no video stream, as the real MER 2024
+  `samplenew3_*` files, or an empty transcript). Nothing is stored for that stream and nothing is
+  wrong with the clip: `load_feature_table` fills the stream with zeros (its mean after z-scoring)
+  and marks it absent, so every clip still gets a prediction from the modalities it has. Zeros are
+  not written to the store because they would skew the stream's normalisation statistics and be
+  indistinguishable from real features. A rerun does not retry these (the file has not changed;
+  delete errors.parquet to force it);
+- stage "decode" / "encode": the clip is broken for this stream (corrupt, truncated, not a video,
+  the encoder failed or gave NaN). It is quarantined with the reason, the rest of the job goes
+  on, and a rerun retries it. At training time it is treated like a missing stream, so a corrupt
+  video with a good transcript still gets a prediction.
 """
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import ray
 
 from mer_ray.config import ExtractConfig
-from mer_ray.corpus.media import MediaError, decode_clip
-from mer_ray.encoders import create_encoder
+from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
+from mer_ray.encoders import create_encoder, encoder_modality
 from mer_ray.features.store import FeatureStore
 
 # Which decoded input each modality's encoders take.
 MODALITY_INPUT = {"audio": "audio", "video": "frames", "text": "transcript"}
+MISSING = "missing"
+INFO_FILE = ".encoder-info.json"   # written by an encoder actor, read back for meta.json
 
 
 @dataclass
 class ExtractSummary:
     clips: int = 0                 # clips that needed work in this run
     stored: Counter = field(default_factory=Counter)       # stream → features written
+    missing: Counter = field(default_factory=Counter)      # "stream: reason" → clips without it
     quarantined: Counter = field(default_factory=Counter)  # reason → clips
     seconds: float = 0.0
+    stats: str = ""                # Ray Data's per-operator timing of the run (where time went)
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        rate = self.clips / self.seconds if self.seconds else 0.0
         bad = ", ".join(f"{n} {reason}" for reason, n in self.quarantined.most_common()) or "none"
         done = ", ".join(f"{s} {n}" for s, n in sorted(self.stored.items())) or "nothing new"
-        return (f"extraction: {self.clips} clips in {self.seconds:.1f} s ({rate:.1f} clips/s); "
-                f"stored: {done}; quarantined: {bad}")
+        absent = ", ".join(f"{n} {what}" for what, n in sorted(self.missing.items())) or "none"
+        return (f"extraction: {self.clips} clips in {self.seconds:.1f} s ({self.clips_per_s:.1f} clips/s); "
+                f"stored: {done}; missing modality: {absent}; quarantined: {bad}")
 
 
 def _pack(array: np.ndarray | None) -> tuple[bytes, list[int]]:
@@ -52,16 +78,19 @@ def _unpack(data: bytes, shape, dtype) -> np.ndarray | None:
     return np.frombuffer(data, dtype=dtype).reshape(shape) if len(data) else None
 
 
-def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None,
-                 need_media: bool) -> pd.DataFrame:
+def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None, crop: str = "center",
+                 need_frames: bool = True, need_audio: bool = True) -> pd.DataFrame:
     """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception."""
     out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error")}
-    for rec in batch.itertuples(index=False):
+    boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
+    for rec, box in zip(batch.itertuples(index=False), boxes):
         frames = audio = None
         error = ""
-        if need_media:
+        if need_frames or need_audio:
             try:
-                clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size)
+                want = ("video",) * need_frames + ("audio",) * need_audio
+                clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size,
+                                   crop=crop, face_box=tuple(box) if box is not None else None, want=want)
                 frames, audio = clip.frames, clip.audio
             except MediaError as exc:
                 error = str(exc)
@@ -72,40 +101,53 @@ def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None
             out[key].append(data)
             out[f"{key}_shape"].append(shape)
         out["error"].append(error)
-    return batch.assign(**out)
+    return batch.drop(columns=["face_box"], errors="ignore").assign(**out)
+
+
+def _missing_message(name: str, modality: str, video) -> str:
+    if modality == "text":
+        return f"{name}: no transcript (empty or missing); text features are zeros at training time"
+    return (f"{name}: no {modality} stream in {video}; this stream is zeros at training time "
+            f"(normal for MER clips, e.g. samplenew3_* have no video)")
 
 
 class EncodeAndStore:
     """Encoder stage: runs every stream's encoder on a batch and writes one part per stream."""
 
-    def __init__(self, store_root: str, streams: dict[str, str], todo: dict[str, list[str]]):
-        import torch
-
-        torch.set_num_threads(1)  # one actor per core: intra-op threads would oversubscribe
+    def __init__(self, store_root: str, streams: dict[str, str], todo: dict[str, list[str]],
+                 torch_threads: int | None = 1):
         self.store = FeatureStore(store_root)
         self.encoders = {stream: create_encoder(spec) for stream, spec in streams.items()}
+        if torch_threads and "torch" in sys.modules:   # light encoders never import torch (seconds)
+            sys.modules["torch"].set_num_threads(torch_threads)  # one actor per core: no oversubscription
         self.todo = {stream: set(names) for stream, names in todo.items()}
+        for stream, encoder in self.encoders.items():
+            folder = self.store.folder(stream)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{INFO_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(encoder.info()))
+            os.replace(tmp, folder / INFO_FILE)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         inputs = {
             "frames": [_unpack(d, s, np.uint8) for d, s in zip(batch["frames"], batch["frames_shape"])],
             "audio": [_unpack(d, s, np.float32) for d, s in zip(batch["audio"], batch["audio_shape"])],
-            "transcript": [t if isinstance(t, str) else "" for t in batch["transcript"]],
+            "transcript": [t.strip() if isinstance(t, str) else "" for t in batch["transcript"]],
         }
         names = list(batch["name"])
         decode_errors = list(batch["error"])
         rows = []
         for stream, encoder in self.encoders.items():
             key = MODALITY_INPUT[encoder.modality]
-            keep, reasons = [], []
+            keep = []
             for i, name in enumerate(names):
                 if name not in self.todo[stream]:
                     continue
                 if key != "transcript" and decode_errors[i]:
                     rows.append((name, stream, "decode", decode_errors[i]))
-                elif key != "transcript" and inputs[key][i] is None:
-                    rows.append((name, stream, "decode", f"{name}: no {encoder.modality} stream in "
-                                 f"{batch['video'].iloc[i]}; give an audio path or drop the stream"))
+                elif inputs[key][i] is None or len(inputs[key][i]) == 0:
+                    rows.append((name, stream, MISSING, _missing_message(name, encoder.modality,
+                                                                         batch["video"].iloc[i])))
                 else:
                     keep.append(i)
             if not keep:
@@ -125,37 +167,68 @@ class EncodeAndStore:
         return pd.DataFrame(rows, columns=["name", "stream", "stage", "message"])
 
 
-def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractConfig) -> ExtractSummary:
+def plan(manifest: pd.DataFrame, store: FeatureStore, streams: dict[str, str]) -> dict[str, list[str]]:
+    """stream → clip names still to do: not stored and not known to lack the modality."""
+    for stream, spec in streams.items():
+        folder = store.folder(stream)
+        if (folder / "meta.json").exists() and store.meta(stream).get("spec") != spec:
+            raise ValueError(
+                f"stream {stream!r} in {store.root} holds features of {store.meta(stream).get('spec')!r}, "
+                f"not {spec!r}; give this encoder another stream name or use a new store")
+    names = set(manifest["name"])
+    todo = {}
+    for stream in streams:
+        absent = {e["name"] for e in store.errors(stream) if e["stage"] == MISSING}
+        todo[stream] = sorted(names - store.stored_names(stream) - absent)
+    return todo
+
+
+def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractConfig, *,
+                     progress: bool = True) -> ExtractSummary:
     """Extract every stream in `cfg.streams` for every clip of `manifest` not stored yet."""
     start = time.perf_counter()
     summary = ExtractSummary()
-    todo = {s: sorted(set(manifest["name"]) - store.stored_names(s)) for s in cfg.streams}
-    pending = sorted(set().union(*todo.values()))
+    todo = plan(manifest, store, dict(cfg.streams))
+    pending = sorted(set().union(*todo.values())) if todo else []
     summary.clips = len(pending)
-    modalities = {create_encoder(spec).modality for spec in cfg.streams.values()}
+    modalities = {encoder_modality(spec) for spec in cfg.streams.values()}
     if pending:
-        clips = manifest.set_index("name").loc[pending].reset_index()
+        clips = manifest.drop_duplicates("name").set_index("name").loc[pending].reset_index()
         clips = clips[["name", "video", "audio", "transcript"]].astype(object)
         clips = clips.where(clips.notna(), None)
+        if cfg.face_boxes:
+            boxes = read_face_boxes(cfg.face_boxes)
+            clips["face_box"] = [list(boxes[n]) if n in boxes else None for n in clips["name"]]
         gpus = cfg.gpus_per_actor
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        n_blocks = max(1, min(len(clips) // cfg.batch_size + 1, 64))
+        actors = max(1, min(cfg.encoder_actors, -(-len(clips) // cfg.batch_size)))
+        if gpus and ray.cluster_resources().get("GPU", 0) >= gpus:
+            # never ask for more GPU actors than the cluster has now (an autoscaling cluster
+            # with no GPU node yet keeps the configured number and scales up for it)
+            actors = min(actors, int(ray.cluster_resources()["GPU"] // gpus))
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress and ctx.enable_progress_bars
+        # a small manifest arrives as one block: split it so decode runs in parallel
+        n_blocks = max(1, min(len(clips) // 8 + 1, 256))
         ds = (
             ray.data.from_pandas(clips)
-            # a small manifest arrives as one block: split it so decode runs in parallel
             .repartition(n_blocks)
             .map_batches(
                 decode_batch,
-                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size,
-                               need_media=bool(modalities & {"audio", "video"})),
+                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop,
+                               need_frames="video" in modalities, need_audio="audio" in modalities),
                 batch_format="pandas", batch_size=8, num_cpus=1,
             )
             .map_batches(
                 EncodeAndStore,
-                fn_constructor_kwargs=dict(store_root=str(store.root), streams=dict(cfg.streams), todo=todo),
+                fn_constructor_kwargs=dict(store_root=str(store.root), streams=dict(cfg.streams), todo=todo,
+                                           torch_threads=None if gpus else 1),
                 batch_format="pandas", batch_size=cfg.batch_size,
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.encoder_actors),
+                # start the whole pool at once: an actor's start (imports, weights) takes
+                # seconds and overlaps the first decodes only if it begins right away
+                compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors),
+                # fractional CPU for CPU actors: they sit idle while waiting for decoded clips
                 num_gpus=gpus, num_cpus=0.5 if not gpus else 1,
             )
         )
@@ -164,21 +237,37 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             for rec in batch.itertuples(index=False):
                 if rec.stage == "ok":
                     summary.stored[rec.stream] += 1
+                    continue
+                errors[rec.stream].append(dict(name=rec.name, stage=rec.stage, message=rec.message))
+                if rec.stage == MISSING:
+                    summary.missing[f"{rec.stream} ({_reason(rec.message)})"] += 1
                 else:
-                    errors[rec.stream].append(dict(name=rec.name, stage=rec.stage, message=rec.message))
-                    summary.quarantined[_reason(rec.message)] += 1
+                    summary.quarantined[f"{rec.stream}: {_reason(rec.message)}"] += 1
+        summary.stats = ds.stats()
         for stream, records in errors.items():
             store.write_errors(stream, records)
     for stream, spec in cfg.streams.items():
-        store.write_meta(stream, create_encoder(spec).info())
+        store.write_meta(stream, _encoder_info(store, stream, spec))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _encoder_info(store: FeatureStore, stream: str, spec: str) -> dict:
+    """The encoder's info for meta.json: from an actor of this run, an earlier meta.json, or (only
+    when neither exists, e.g. an empty manifest) by building the encoder here."""
+    for path in (store.folder(stream) / INFO_FILE, store.folder(stream) / "meta.json"):
+        if path.exists():
+            info = json.loads(path.read_text())
+            if info.get("spec") == spec:
+                return {k: v for k, v in info.items() if k not in ("count", "stream", "code_version")}
+    return create_encoder(spec).info()
 
 
 def _reason(message: str) -> str:
     """A short bucket for the summary line ("no audio stream", "unreadable", ...)."""
     text = message.lower()
-    for reason in ("no audio", "no video", "empty", "unreadable", "zero", "nan"):
+    for reason in ("no audio stream", "no video stream", "no transcript", "not found", "empty",
+                   "not a readable", "corrupt", "no decodable", "nan/inf"):
         if reason in text:
             return reason
     return "other"

@@ -6,7 +6,7 @@ the same zero-copy arrays.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ class FeatureTable:
     label: np.ndarray                 # [N] int64, -1 where unknown
     valence: np.ndarray               # [N] float32, NaN where unknown
     split: np.ndarray                 # [N] 'train' | 'test' | 'unlabeled'
+    # stream → bool [N]: False where the clip has no such modality (or it failed to decode) and
+    # the row is zeros — the stream's mean after z-scoring (see mer_ray.features.extract)
+    present: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -51,34 +54,56 @@ def normalize(matrix: np.ndarray, per_column: bool) -> np.ndarray:
     return matrix / (rms if rms > 1e-12 else 1.0)
 
 
-def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: list[str]) -> tuple[FeatureTable, dict[str, str]]:
-    """Clips with every requested stream; returns the table and {dropped clip: reason}."""
-    keep = set(manifest["name"])
-    dropped: dict[str, str] = {}
-    loaded = {}
+def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: list[str], *,
+                       require_all: bool = False) -> tuple[FeatureTable, dict[str, str]]:
+    """Clips with at least one of `streams` (all of them when `require_all`); returns the table
+    and {dropped clip: reason}.
+
+    MER scores every clip, so a clip without video (or whose video is corrupt) keeps its audio
+    and text: its video rows are zeros, which after z-scoring is the stream's mean — the
+    "know nothing" value — and `present[stream]` says which rows are real. Normalisation
+    statistics come from the real rows only.
+    """
+    manifest = manifest.drop_duplicates("name")
+    wanted = set(manifest["name"])
+    loaded, reasons = {}, {}
     for stream in streams:
         names, features = store.load(stream)
         loaded[stream] = dict(zip(names, features))
-        errors = {e["name"]: e["message"] for e in store.errors(stream)}
-        for name in sorted(keep - set(names)):
-            dropped[name] = errors.get(name, f"{name}: no {stream} features in {store.folder(stream)}")
-        keep &= set(names)
+        reasons[stream] = {e["name"]: e["message"] for e in store.errors(stream)}
+    has = {n: [s for s in streams if n in loaded[s]] for n in wanted}
+    keep = {n for n, got in has.items() if (len(got) == len(streams) if require_all else got)}
+    dropped = {}
+    for name in sorted(wanted - keep):
+        lacking = [s for s in streams if name not in loaded[s]]
+        dropped[name] = "; ".join(reasons[s].get(name, f"{name}: no {s} features in {store.folder(s)}")
+                                  for s in lacking)
     if not keep:
-        raise ValueError(f"no clip has all of the streams {streams} in {store.root}; run extraction first")
+        raise ValueError(f"no clip has {'all' if require_all else 'any'} of the streams {streams} "
+                         f"in {store.root}; run extraction first")
     rows = manifest[manifest["name"].isin(keep)].sort_values("name")
     names = rows["name"].to_numpy(dtype=object)
-    matrices = {}
+    matrices, present = {}, {}
     for stream in streams:
-        matrix = np.stack([loaded[stream][n] for n in names]).astype(np.float32)
-        matrices[stream] = normalize(matrix, store.meta(stream).get("standardize", True))
+        mask = np.array([n in loaded[stream] for n in names])
+        dim = int(store.meta(stream)["dim"])
+        matrix = np.zeros((len(names), dim), np.float32)
+        if mask.any():
+            real = np.stack([loaded[stream][n] for n in names[mask]]).astype(np.float32)
+            matrix[mask] = normalize(real, store.meta(stream).get("standardize", True))
+        matrices[stream], present[stream] = matrix, mask
+        if not mask.all():
+            log.warning("%s: %d of %d clip(s) have no features (zeros), e.g. %s", stream,
+                        int((~mask).sum()), len(names),
+                        reasons[stream].get(names[~mask][0], f"{names[~mask][0]}: not extracted"))
     if dropped:
-        log.warning("%d clip(s) lack a feature stream and are left out, e.g. %s",
-                    len(dropped), "; ".join(list(dropped.values())[:3]))
+        log.warning("%d clip(s) are left out, e.g. %s", len(dropped), "; ".join(list(dropped.values())[:3]))
     table = FeatureTable(
         names=names,
         streams=matrices,
         label=rows["label"].fillna(-1).astype(np.int64).to_numpy(),
         valence=rows["valence"].astype(np.float32).to_numpy(),
         split=rows["split"].to_numpy(dtype=object),
+        present=present,
     )
     return table, dropped

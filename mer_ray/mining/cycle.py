@@ -29,7 +29,7 @@ from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState, round_dir, write_json
-from mer_ray.train import fit_learner, predict_proba
+from mer_ray.train import cross_validate, fit_learner, predict_proba
 
 
 @dataclass
@@ -108,7 +108,14 @@ def mining_loop(config: dict) -> None:
         local = {}
         for i in my_learners:
             rows, labels = state.training_set(i, data.train, table.label)
-            fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=cfg.seed * 1000 + 10 * r + i)
+            seed = cfg.seed * 1000 + 10 * r + i
+            if cfg.mining.folds >= 2:   # seed 003: k folds of the labeled clips, mined clips in every fold
+                mine = state.mined_learner == i
+                fit = cross_validate(learners[i], table, data.train, table.label[data.train],
+                                     folds=cfg.mining.folds, seed=seed, mined_rows=state.mined_rows[mine],
+                                     mined_labels=state.mined_labels[mine])
+            else:
+                fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed)
             torch.save(fit.model.state_dict(), partial / f"{learners[i].name}.pt")
             local[i] = dict(probs=predict_proba(fit.model, table, learners[i]).astype(np.float32),
                             dev_waf=fit.dev_waf, train_size=len(rows), epochs=fit.best_epoch)
@@ -160,7 +167,7 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
                                           dev_acc=round(accuracy(labels[data.dev], dev_pred), 4),
                                           train_size=results[i]["train_size"],
                                           best_epoch=results[i]["epochs"])
-    metrics = dict(round=r, train_size=len(data.train) + len(state.mined_rows), mined=0,
+    metrics = dict(round=r, train_size=len(data.train) + len(state.mined_rows), dev_size=len(data.dev), mined=0,
                    pseudo_label_precision=None, mined_per_class={}, learners=learner_metrics)
     if votes is not None:
         new = votes[votes["selected"]]

@@ -22,10 +22,11 @@ from mer_ray.features.extract import extract_features
 from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import load_feature_table
 from mer_ray.labels import EMOTIONS
-from mer_ray.metrics import accuracy, uar, waf
+from mer_ray.metrics import accuracy, confusion, uar, waf
 from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_split
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.state import round_dir, write_json
+from mer_ray.report import write_report
 
 DEMO_CACHE = Path(".cache")
 
@@ -102,9 +103,25 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     init_ray()
 
     data, _ = prepare_data(cfg)
+    data_ref = ray.put(data)   # once: every worker, round and baseline reads the same arrays
+    train(cfg, data_ref)
+    final = finalize(cfg, data)
+    if cfg.baselines:
+        run_baselines(cfg, data, data_ref)
+    report = write_report(out)
+    print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  UAR {final['test_uar']}; "
+          f"mined {final['mined_total']} clips")
+    print(f"outputs in {out}: predictions.csv, metrics.json, {report.name}, round-*/ "
+          f"(vote tables, checkpoints)")
+    return out
+
+
+def train(cfg: RunConfig, data_ref) -> None:
+    """All mining rounds in one Ray Train run (resumes after the last complete round)."""
+    out = Path(cfg.out)
     trainer = TorchTrainer(
         mining_loop,
-        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=ray.put(data)),
+        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=data_ref),
         scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
         run_config=TrainRunConfig(
             name="mining", storage_path=str((out / "ray").resolve()),
@@ -113,10 +130,30 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
         ),
     )
     trainer.fit()
-    return finalize(cfg, data)
 
 
-def finalize(cfg: RunConfig, data: MiningData) -> Path:
+def run_baselines(cfg: RunConfig, data: MiningData, data_ref) -> None:
+    """Baselines beside the mining, on the same features and splits:
+    labeled-only (round 0 of the mining itself: the four learners before any pseudo-label) and
+    single-model self-training (the first learner alone, softmax >= 0.8, seed 000)."""
+    out = Path(cfg.out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    round0 = metrics["rounds"][0]
+    baselines = {"labeled-only": {"final": {k: round0.get(k) for k in ("test_waf", "test_acc", "test_uar")}}}
+    self_training = dataclasses.replace(
+        cfg, out=str(out / "baselines" / "self-training"), learners=cfg.learners[:1], train_workers=0,
+        mining=dataclasses.replace(cfg.mining, policy=("confidence",)), baselines=False)
+    Path(self_training.out).mkdir(parents=True, exist_ok=True)
+    print(f"baseline: self-training of {cfg.learners[0].name} alone at confidence "
+          f"{cfg.mining.confidence_threshold}", flush=True)
+    train(self_training, data_ref)
+    finalize(self_training, data)
+    baselines["self-training"] = json.loads((Path(self_training.out) / "metrics.json").read_text())
+    metrics["baselines"] = baselines
+    write_json(out / "metrics.json", metrics)
+
+
+def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the last round's learners → predictions.csv, final metrics, summary table."""
     out = Path(cfg.out)
     state = json.loads((out / "state.json").read_text())
@@ -135,14 +172,12 @@ def finalize(cfg: RunConfig, data: MiningData) -> Path:
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores)
         final = {"test_waf": round(waf(data.test_labels, test_pred), 4),
                  "test_acc": round(accuracy(data.test_labels, test_pred), 4),
-                 "test_uar": round(uar(data.test_labels, test_pred), 4)}
+                 "test_uar": round(uar(data.test_labels, test_pred), 4),
+                 "confusion": confusion(data.test_labels, test_pred).tolist()}
     final["mined_total"] = int(sum(r["mined"] for r in rounds))
     write_json(out / "metrics.json", {"rounds": rounds, "final": final})
 
-    print("\nper-round summary")
+    print(f"\nper-round summary ({out})")
     for i, r in enumerate(rounds):
         print(format_round(r, header=(i == 0)))
-    print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  UAR {final['test_uar']}  "
-          f"(round 0: {rounds[0]['test_waf']}); mined {final['mined_total']} clips")
-    print(f"outputs in {out}: predictions.csv, metrics.json, round-*/ (vote tables, checkpoints)")
-    return out
+    return final

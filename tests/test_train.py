@@ -1,0 +1,144 @@
+"""The shared training loop: determinism, seed 003's k-fold CV, early stopping, learning."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mer_ray.config import LearnerSpec
+from mer_ray.metrics import accuracy
+from mer_ray.synthetic import synthetic_table
+from mer_ray.train import (
+    CVResult, FoldEnsemble, cross_validate, fit_learner, fold_seed, predict_proba, stratified_folds,
+)
+
+DIMS = {"audio": 24, "text": 16, "video": 32}
+SPEC = LearnerSpec("M1", ("audio", "text", "video"), fusion="attention", hidden=32, lr=3e-3,
+                   batch_size=32, max_epochs=6, patience=6)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models: extra threads only add contention; one thread is also what the workers use.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """480 labeled rows (360 train + 120 dev) and 60 unlabeled ones, classes well apart."""
+    table, truth = synthetic_table(480, 60, DIMS, seed=4, separation=5.0)
+    labeled = table.rows("train")
+    return table, truth, labeled[:360], labeled[360:]
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_same_seed_gives_identical_weights_and_predictions(problem):
+    table, _, train, dev = problem
+    first = fit_learner(SPEC, table, train, table.label[train], dev, seed=7)
+    again = fit_learner(SPEC, table, train, table.label[train], dev, seed=7)
+    other = fit_learner(SPEC, table, train, table.label[train], dev, seed=8)
+    assert _same_weights(first.model, again.model)
+    assert np.array_equal(predict_proba(first.model, table, SPEC), predict_proba(again.model, table, SPEC))
+    assert (first.dev_waf, first.best_epoch) == (again.dev_waf, again.best_epoch)
+    assert not _same_weights(first.model, other.model)
+
+
+def test_same_seed_gives_identical_cross_validation(problem):
+    table, _, train, _ = problem
+    spec = dataclasses.replace(SPEC, max_epochs=3)
+    a = cross_validate(spec, table, train, table.label[train], folds=3, seed=5)
+    b = cross_validate(spec, table, train, table.label[train], folds=3, seed=5)
+    assert _same_weights(a.model, b.model)
+    assert np.array_equal(a.predict_proba(table), b.predict_proba(table))
+    assert a.oof_waf == b.oof_waf and a.fold_waf == b.fold_waf
+
+
+def test_each_fold_model_is_what_fitting_that_fold_alone_gives(problem):
+    # the folds train in lockstep; each keeps its own RNG state, so interleaving changes nothing
+    table, _, train, _ = problem
+    spec = dataclasses.replace(SPEC, max_epochs=3)
+    cv = cross_validate(spec, table, train, table.label[train], folds=3, seed=9)
+    held_out = cv.fold_rows[1]
+    rest = np.setdiff1d(train, held_out)
+    alone = fit_learner(spec, table, rest, table.label[rest], held_out, seed=fold_seed(9, 1))
+    assert _same_weights(cv.fold_models[1], alone.model)
+    assert cv.fold_waf[1] == alone.dev_waf
+
+
+def test_stratified_folds_partition_rows_with_the_same_class_mix():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    folds = stratified_folds(labels, 5, seed=0)
+    assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(100))
+    for fold in folds:
+        assert np.bincount(labels[fold]).tolist() == [10, 6, 4]
+    assert all(np.array_equal(f, g) for f, g in zip(folds, stratified_folds(labels, 5, seed=0)))
+    assert not all(np.array_equal(f, g) for f, g in zip(folds, stratified_folds(labels, 5, seed=1)))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        stratified_folds(labels, 1, seed=0)
+
+
+def test_cross_validation_averages_the_fold_models_probabilities(problem):
+    table, _, train, _ = problem
+    spec = dataclasses.replace(SPEC, max_epochs=3)
+    cv = cross_validate(spec, table, train, table.label[train], folds=5, seed=1)
+    assert isinstance(cv, CVResult) and isinstance(cv.model, FoldEnsemble) and len(cv.fold_models) == 5
+    # every labeled row is held out by exactly one fold
+    assert np.array_equal(np.sort(np.concatenate(cv.fold_rows)), np.sort(train))
+    per_fold = np.stack([predict_proba(m, table, spec) for m in cv.fold_models])
+    averaged = cv.predict_proba(table)
+    np.testing.assert_allclose(averaged, per_fold.mean(0), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(averaged.sum(1), 1.0, atol=1e-5)
+    # the ensemble module gives the same average, so the mining loop can use it as a model
+    np.testing.assert_allclose(predict_proba(cv.model, table, spec), averaged, atol=1e-6)
+    # the score is the out-of-fold WAF: each row predicted by the fold model that never saw it
+    from mer_ray.metrics import waf
+    oof = np.zeros(len(train), np.int64)
+    for model, held_out in zip(cv.fold_models, cv.fold_rows):
+        oof[np.searchsorted(train, held_out)] = predict_proba(model, table, spec, held_out).argmax(1)
+    assert cv.oof_waf == pytest.approx(waf(table.label[train], oof))
+    assert cv.dev_waf == cv.oof_waf
+
+
+def test_cross_validation_reports_every_epoch_and_never_holds_out_mined_rows(problem):
+    table, truth, train, _ = problem
+    pool = table.rows("unlabeled")
+    reports = []
+    cv = cross_validate(dataclasses.replace(SPEC, max_epochs=4), table, train, table.label[train],
+                        folds=3, seed=2, mined_rows=pool, mined_labels=truth[pool],
+                        on_epoch=lambda epoch, m: reports.append((epoch, m)))
+    assert [e for e, _ in reports] == [1, 2, 3, 4]
+    scores = [m["cv_waf"] for _, m in reports]
+    assert scores == sorted(scores) and scores[-1] == pytest.approx(cv.oof_waf)
+    held_out = np.concatenate(cv.fold_rows)
+    assert not np.isin(pool, held_out).any() and len(held_out) == len(train)
+
+
+def test_early_stopping_stops_when_dev_waf_stops_improving(problem):
+    table, _, train, dev = problem
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 6, len(train))          # random labels: nothing to learn for dev
+    spec = dataclasses.replace(SPEC, max_epochs=200, patience=3, lr=1e-3)
+    fit = fit_learner(spec, table, train, noise, dev, seed=0)
+    assert fit.epochs < spec.max_epochs
+    assert fit.epochs - fit.best_epoch == spec.patience
+    # the kept model is the best epoch's, not the last one's
+    pred = predict_proba(fit.model, table, spec, dev).argmax(1)
+    from mer_ray.metrics import waf
+    assert waf(table.label[dev], pred) == pytest.approx(fit.dev_waf)
+
+
+def test_learner_on_separable_rows_beats_chance_by_far(problem):
+    table, truth, train, dev = problem
+    fit = fit_learner(dataclasses.replace(SPEC, max_epochs=12), table, train, table.label[train], dev, seed=0)
+    pool = table.rows("unlabeled")
+    pool_acc = accuracy(truth[pool], predict_proba(fit.model, table, SPEC, pool).argmax(1))
+    assert fit.dev_waf > 0.9 and pool_acc > 0.9              # chance is about 1/6
