@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--encoder-actors", type=int, default=2)
     p.add_argument("--corpus", help="a corpus folder (default: the demo corpus, generated once)")
     p.add_argument("--out", type=Path, default=RESULTS / "extraction.json")
+    p.add_argument("--sequential-threads", type=int,
+                   help="torch threads of the sequential loop (default: torch's, i.e. all cores)")
     p.add_argument("--sequential-only", help=argparse.SUPPRESS)   # child process: manifest parquet
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> dict:
         import pandas as pd
 
         job = json.loads(Path(args.sequential_only).read_text())
+        if job.get("threads"):
+            import torch
+
+            torch.set_num_threads(job["threads"])
         result = sequential(pd.read_parquet(job["manifest"]), job["streams"], Path(job["out"]), job["num_frames"])
         Path(job["result"]).write_text(json.dumps(result))
         return result
@@ -186,8 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
     from mer_ray.features.extract import extract_features
     from mer_ray.features.store import FeatureStore
 
-    corpus = Path(args.corpus) if args.corpus else make_demo_corpus(ROOT / ".cache" / "demo-corpus-seed0",
-                                                                     DemoCorpusConfig(seed=0))
+    corpus = Path(args.corpus) if args.corpus else ROOT / ".cache" / "demo-corpus-seed0"
+    if not (corpus / "corpus.json").exists():
+        # the demo corpus (any generator version will do for throughput), generated once
+        make_demo_corpus(corpus, DemoCorpusConfig(seed=0))
     manifest = read_corpus(corpus)
     if len(manifest) < args.clips:
         raise SystemExit(f"{corpus} has {len(manifest)} clips, fewer than --clips {args.clips}")
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the sequential loop in a fresh process, so it pays its torch / transformers imports too
     manifest.to_parquet(work / "manifest.parquet")
     job = dict(manifest=str(work / "manifest.parquet"), streams=streams, out=str(work / "sequential"),
-               num_frames=args.num_frames, result=str(work / "sequential.json"))
+               num_frames=args.num_frames, result=str(work / "sequential.json"), threads=args.sequential_threads)
     (work / "job.json").write_text(json.dumps(job))
     with PeakMemory() as seq_memory:
         subprocess.run([sys.executable, __file__, "--sequential-only", str(work / "job.json")], check=True)
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     seq_rate, pipe_rate = args.clips / seq["seconds"], summary.clips / summary.seconds
     result = {
         "clips": args.clips, "cpus": cpus, "encoders": streams,
+        "sequential_torch_threads": args.sequential_threads or "default",
         "pipeline_clips_per_s": round(pipe_rate, 2),
         "sequential_clips_per_s": round(seq_rate, 2),
         "ratio": round(pipe_rate / seq_rate, 2),

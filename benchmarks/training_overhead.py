@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from mer_ray.config import LearnerSpec, MiningConfig, RunConfig
-from mer_ray.mining.cycle import MiningData, mining_loop, stratified_split
-from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
+from mer_ray.mining.cycle import MiningData, mine, mining_loop, stratified_split
+from mer_ray.mining.policies import create_policy
 from mer_ray.mining.state import MiningState
 from mer_ray.synthetic import synthetic_table
 from mer_ray.train import fit_learner, predict_proba
@@ -98,17 +98,8 @@ def run_plain(cfg: RunConfig, data: MiningData) -> dict:
     for r in range(cfg.mining.rounds + 1):
         new = 0
         if r > 0:   # vote on what is left of the pool, split the agreed clips evenly
-            remaining = np.setdiff1d(data.pool, state.mined_rows)
-            context = PolicyContext(dev_probs=state.probs[:, data.dev], dev_labels=table.label[data.dev],
-                                    pool_size=len(data.pool))
-            selection = policy(state.probs[:, remaining], context)
-            picked = np.flatnonzero(selection.selected)
-            assigned = np.full(len(remaining), -1, np.int64)
-            for learner, share in enumerate(split_evenly(remaining[picked], selection.labels[picked],
-                                                         len(specs), seed=cfg.seed * 1000 + r)):
-                assigned[picked[share]] = learner
-            state.add(remaining[picked], selection.labels[picked], assigned[picked])
-            new = len(picked)
+            _, selection, _ = mine(state, data, policy, seed=cfg.seed * 1000 + r)
+            new = int(selection.selected.sum())
         probs = []
         for i, spec in enumerate(specs):
             rows, labels = state.training_set(i, data.train, table.label)

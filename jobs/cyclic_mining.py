@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--truth", help="folder with test.csv / unlabeled.csv (default: <corpus>/truth)")
     p.add_argument("--out", help="output folder (default: runs/<timestamp>); reuse it to resume")
     p.add_argument("--store", help="feature store folder (default: <corpus>/features)")
+    p.add_argument("--storage", help="cluster runs: a folder every node mounts (NFS, EFS, a mounted "
+                                     "bucket); the store goes to <storage>/features, a relative --out "
+                                     "to <storage>/runs/<out>, with Ray Train's files")
     p.add_argument("--learners", help="YAML with a `learners:` list (e.g. from jobs/tune_learners.py)")
     p.add_argument("--rounds", type=int, help="mining rounds after round 0")
     p.add_argument("--train-workers", type=int, help="Ray Train workers (0: in the driver process)")
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, {
-        "corpus": args.corpus, "truth": args.truth, "out": args.out, "store": args.store,
+        "corpus": args.corpus, "truth": args.truth, "out": args.out, "store": args.store, "storage": args.storage,
         "seed": args.seed, "train_workers": args.train_workers, "mining.rounds": args.rounds,
         "baselines": args.baselines,
         "learners": load_learners(args.learners) if args.learners else None,

@@ -19,6 +19,7 @@ JOB_COMMANDS = {
     "demo-corpus": "make_demo_corpus.py",
     "extract": "extract_features.py",
     "mine": "cyclic_mining.py",
+    "tune": "tune_learners.py",
 }
 
 

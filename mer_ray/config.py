@@ -82,7 +82,10 @@ class RunConfig:
     corpus: str | None = None     # None: the generated demo corpus (made when missing)
     truth: str | None = None      # None: <corpus>/truth when it exists
     out: str | None = None        # None: runs/<timestamp>
-    store: str | None = None      # feature store; None: <corpus>/features
+    store: str | None = None      # feature store; None: <corpus>/features (<storage>/features with storage)
+    # cluster runs: a folder every node sees at the same path (NFS / EFS / a mounted bucket);
+    # the store, the run (a relative `out` lands in <storage>/runs/) and Ray Train's files go there
+    storage: str | None = None
     seed: int = 0
     train_workers: int = 2        # Ray Train workers sharing the learners (0: in the driver)
     use_gpu: bool = False

@@ -79,7 +79,8 @@ def plot_precision(rounds: list[dict], path: Path) -> str:
             ax.plot(*zip(*points), style, label=label)
     accs = [np.mean([v["dev_acc"] for v in m["learners"].values()]) for m in rounds]
     ax.plot([m["round"] for m in rounds], accs, ":k", label="learners' mean dev accuracy")
-    ax.set(xlabel="round", ylabel="precision", title="pseudo-label precision", ylim=(0, 1.02))
+    ax.set(xlabel="round", ylabel="precision", title="pseudo-label precision", ylim=(0, 1.02),
+           xticks=[m["round"] for m in rounds])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

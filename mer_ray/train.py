@@ -63,14 +63,28 @@ def build_model(spec: LearnerSpec, table: FeatureTable) -> torch.nn.Module:
 
 
 @torch.no_grad()
+def predict_outputs(model: torch.nn.Module, table: FeatureTable, spec: LearnerSpec,
+                    rows: np.ndarray | None = None, *, device="cpu",
+                    batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(softmax probabilities [n, C], valence [n] — NaN without a valence head) for `rows`
+    (all rows when None), in batches so the pool never has to fit through the model at once."""
+    rows = np.arange(len(table)) if rows is None else rows
+    model.eval()
+    probs, valence = [], []
+    for i in range(0, len(rows), batch_size):
+        out = model(_batch(table, spec, rows[i:i + batch_size], device))
+        probs.append(torch.softmax(out.logits, -1).cpu())
+        valence.append(out.valence.cpu() if out.valence is not None
+                       else torch.full((len(out.logits),), float("nan")))
+    if not probs:
+        return np.zeros((0, 6), np.float32), np.zeros(0, np.float32)
+    return torch.cat(probs).numpy(), torch.cat(valence).numpy().astype(np.float32)
+
+
 def predict_proba(model: torch.nn.Module, table: FeatureTable, spec: LearnerSpec,
                   rows: np.ndarray | None = None, *, device="cpu", batch_size: int = 8192) -> np.ndarray:
     """Softmax probabilities [len(rows), C] (all rows when `rows` is None)."""
-    rows = np.arange(len(table)) if rows is None else rows
-    model.eval()
-    out = [torch.softmax(model(_batch(table, spec, rows[i:i + batch_size], device)).logits, -1).cpu()
-           for i in range(0, len(rows), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, 6), np.float32)
+    return predict_outputs(model, table, spec, rows, device=device, batch_size=batch_size)[0]
 
 
 class _EarlyStoppedRun:

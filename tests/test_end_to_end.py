@@ -57,6 +57,10 @@ def test_predictions_cover_every_unlabeled_and_test_clip(ray_train_run, tiny_cor
     pool = {p.stem for p in (tiny_corpus / "video-unlabeled-with-test2noise").glob("*.mp4")}
     assert set(predictions["name"]) == pool
     assert set(predictions["discrete"]) <= set(EMOTIONS)
+    mer2023 = pd.read_csv(ray_train_run / "predictions-mer2023.csv")
+    assert list(mer2023.columns) == ["name", "discrete", "valence"]
+    assert mer2023[["name", "discrete"]].equals(predictions)
+    assert mer2023["valence"].between(-5, 5).all() and mer2023["valence"].std() > 0
 
 
 def test_vote_tables_record_the_mining(ray_train_run, tiny_corpus):
@@ -119,3 +123,15 @@ def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
     assert {"plots/scores.png", "plots/mined_per_class.png", "plots/precision.png", "plots/confusion.png"} <= set(images)
     assert all((out / i).stat().st_size > 5000 for i in images)
     assert "self-training" in page and "labeled-only" in page
+
+
+def test_k_fold_mining_trains_fold_ensembles(ray_session, tiny_corpus, tmp_path):
+    cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "folds"), store=str(tiny_corpus / "features"),
+                    train_workers=0, mining=MiningConfig(rounds=1, folds=3))
+    out = run_cyclic_mining(cfg)
+    rounds = json.loads((out / "metrics.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1]
+    # each learner's checkpoint holds its three fold models (seed 003's CV, probabilities averaged)
+    import torch
+    weights = torch.load(out / "round-1" / "M1.pt", weights_only=True)
+    assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1", "2"}

@@ -29,7 +29,7 @@ from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState, round_dir, write_json
-from mer_ray.train import cross_validate, fit_learner, predict_proba
+from mer_ray.train import cross_validate, fit_learner, predict_outputs
 
 
 @dataclass
@@ -92,17 +92,9 @@ def mining_loop(config: dict) -> None:
         # 1. vote: the previous round's learners label the clips still in the pool
         votes = None
         if r > 0:
-            remaining = np.setdiff1d(data.pool, state.mined_rows)
-            context = PolicyContext(dev_probs=state.probs[:, data.dev], dev_labels=table.label[data.dev],
-                                    pool_size=len(data.pool))
-            selection = policy(state.probs[:, remaining], context)
-            picked = np.flatnonzero(selection.selected)
-            assigned = np.full(len(remaining), -1, np.int64)
-            for learner, share in enumerate(split_evenly(remaining[picked], selection.labels[picked],
-                                                         len(learners), seed=cfg.seed * 1000 + r)):
-                assigned[picked[share]] = learner
-            state.add(remaining[picked], selection.labels[picked], assigned[picked])
-            votes = _vote_table(table, learners, state.probs[:, remaining], remaining, selection, assigned)
+            pool_probs = state.probs
+            remaining, selection, assigned = mine(state, data, policy, seed=cfg.seed * 1000 + r)
+            votes = _vote_table(table, learners, pool_probs[:, remaining], remaining, selection, assigned)
 
         # 2. train this worker's learners from scratch on D_l ∪ D_w,k, predict every clip
         local = {}
@@ -110,15 +102,16 @@ def mining_loop(config: dict) -> None:
             rows, labels = state.training_set(i, data.train, table.label)
             seed = cfg.seed * 1000 + 10 * r + i
             if cfg.mining.folds >= 2:   # seed 003: k folds of the labeled clips, mined clips in every fold
-                mine = state.mined_learner == i
+                own = state.mined_learner == i
                 fit = cross_validate(learners[i], table, data.train, table.label[data.train],
-                                     folds=cfg.mining.folds, seed=seed, mined_rows=state.mined_rows[mine],
-                                     mined_labels=state.mined_labels[mine])
+                                     folds=cfg.mining.folds, seed=seed, mined_rows=state.mined_rows[own],
+                                     mined_labels=state.mined_labels[own])
             else:
                 fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed)
             torch.save(fit.model.state_dict(), partial / f"{learners[i].name}.pt")
-            local[i] = dict(probs=predict_proba(fit.model, table, learners[i]).astype(np.float32),
-                            dev_waf=fit.dev_waf, train_size=len(rows), epochs=fit.best_epoch)
+            probs, valence = predict_outputs(fit.model, table, learners[i])
+            local[i] = dict(probs=probs.astype(np.float32), valence=valence, dev_waf=fit.dev_waf,
+                            train_size=len(rows), epochs=fit.best_epoch)
 
         # 3. exchange predictions; every worker now holds all learners' outputs
         results = _all_gather(local)
@@ -128,7 +121,8 @@ def mining_loop(config: dict) -> None:
         metrics = _round_metrics(r, data, state, results, learners, votes, cfg)
         metrics["seconds"] = round(time.perf_counter() - started, 2)
         if rank == 0:
-            np.savez(partial / "probs.npz", names=table.names.astype(str), probs=state.probs)
+            valence = np.stack([results[i]["valence"] for i in range(len(learners))])
+            np.savez(partial / "probs.npz", names=table.names.astype(str), probs=state.probs, valence=valence)
             if votes is not None:
                 votes.to_parquet(partial / "vote_table.parquet", index=False)
             write_json(partial / "metrics.json", metrics)
@@ -139,6 +133,23 @@ def mining_loop(config: dict) -> None:
         else:
             state.complete.append(r)
         ray.train.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+
+
+def mine(state: MiningState, data: MiningData, policy, *, seed: int):
+    """One vote: the last round's learners label the clips still in the pool, the policy keeps
+    some, and the kept clips are split evenly across the learners and recorded in `state`.
+    Returns (remaining pool rows, the selection over them, assigned learner per row or -1)."""
+    remaining = np.setdiff1d(data.pool, state.mined_rows)
+    context = PolicyContext(dev_probs=state.probs[:, data.dev], dev_labels=data.table.label[data.dev],
+                            pool_size=len(data.pool))
+    selection = policy(state.probs[:, remaining], context)
+    picked = np.flatnonzero(selection.selected)
+    assigned = np.full(len(remaining), -1, np.int64)
+    shares = split_evenly(remaining[picked], selection.labels[picked], state.probs.shape[0], seed=seed)
+    for learner, share in enumerate(shares):
+        assigned[picked[share]] = learner
+    state.add(remaining[picked], selection.labels[picked], assigned[picked])
+    return remaining, selection, assigned
 
 
 def _vote_table(table, learners, probs, rows, selection, assigned) -> pd.DataFrame:

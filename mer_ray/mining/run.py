@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -32,14 +33,18 @@ DEMO_CACHE = Path(".cache")
 
 
 def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
-    """The generated demo corpus, made on first use and reused after."""
+    """The generated demo corpus, made on first use and reused after (free when complete).
+
+    The folder name carries a digest of the generator's config, so a changed generator never
+    silently reuses a stale corpus."""
     from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
 
-    path = root / f"demo-corpus-seed{seed}"
+    cfg = DemoCorpusConfig(seed=seed)
+    digest = hashlib.sha1(repr(cfg).encode()).hexdigest()[:8]
+    path = root / f"demo-corpus-seed{seed}-{digest}"
     if not (path / "corpus.json").exists():
         print(f"generating the demo corpus into {path} (once) ...", flush=True)
-        make_demo_corpus(path, DemoCorpusConfig(seed=seed))
-    return path
+    return make_demo_corpus(path, cfg)
 
 
 def init_ray() -> None:
@@ -50,12 +55,34 @@ def init_ray() -> None:
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
-    """Fill in the defaults that depend on the machine: corpus, truth, output, store."""
+    """Fill in the defaults that depend on the machine: corpus, truth, output, store.
+
+    With `storage` (a folder every node mounts at the same path) the store defaults to
+    <storage>/features and a relative `out` to <storage>/runs/<out>: on a cluster the encoder
+    actors, the Ray Train workers and a rerun driver all read and write the same files."""
+    storage = check_storage(cfg.storage)
     corpus = Path(cfg.corpus) if cfg.corpus else demo_corpus(cfg.seed)
     truth = cfg.truth or (str(corpus / "truth") if (corpus / "truth").is_dir() else None)
-    out = cfg.out or str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    store = cfg.store or str(corpus / "features")
+    name = cfg.out or time.strftime("%Y%m%d-%H%M%S")
+    if storage and not Path(name).is_absolute():
+        out = str(storage / "runs" / name)
+    else:
+        out = cfg.out or str(Path("runs") / name)
+    store = cfg.store or str(storage / "features" if storage else corpus / "features")
     return dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
+
+
+def check_storage(storage: str | None) -> Path | None:
+    """The shared folder, absolute. Object-store URIs are not read directly (the store, the round
+    state and the resume logic work on files): mount the bucket on every node and pass the mount."""
+    if not storage:
+        return None
+    if "://" in storage:
+        raise ValueError(
+            f"--storage {storage}: give a folder every node sees at the same path, not a URI; "
+            f"mount the bucket on every node first (e.g. `mount-s3 my-bucket /mnt/mer-ray`, see "
+            f"cluster.yaml) or use an NFS / EFS share, then pass --storage /mnt/mer-ray")
+    return Path(storage).resolve()
 
 
 def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
@@ -101,9 +128,15 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     print("mer-ray cyclic mining, config:\n" + cfg.dumps(), flush=True)
     (out / "config.yaml").write_text(cfg.dumps())
     init_ray()
+    if not cfg.storage and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+        print("warning: a multi-node cluster without --storage: workers on other nodes write the "
+              "feature store and round state to their own disks; pass --storage <shared folder>", flush=True)
 
     data, _ = prepare_data(cfg)
     data_ref = ray.put(data)   # once: every worker, round and baseline reads the same arrays
+    # The driver keeps names, splits and labels only: the feature matrices now live in the
+    # object store, and a second copy here would double the run's peak memory at MER scale.
+    data = dataclasses.replace(data, table=dataclasses.replace(data.table, streams={}))
     train(cfg, data_ref)
     final = finalize(cfg, data)
     if cfg.baselines:
@@ -153,19 +186,27 @@ def run_baselines(cfg: RunConfig, data: MiningData, data_ref) -> None:
     write_json(out / "metrics.json", metrics)
 
 
+def write_predictions(out: Path, names, labels, valence) -> None:
+    """predictions.csv in the MER 2024 / 2025 format (name,discrete) and
+    predictions-mer2023.csv with the learners' mean valence (name,discrete,valence)."""
+    table = pd.DataFrame({"name": names, "discrete": [EMOTIONS[c] for c in labels]})
+    table.to_csv(out / "predictions.csv", index=False)
+    table.assign(valence=np.round(np.clip(valence, -5, 5), 4)).to_csv(out / "predictions-mer2023.csv", index=False)
+
+
 def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the last round's learners → predictions.csv, final metrics, summary table."""
     out = Path(cfg.out)
     state = json.loads((out / "state.json").read_text())
     rounds = [json.loads((round_dir(out, r) / "metrics.json").read_text()) for r in state["complete"]]
     last = round_dir(out, state["complete"][-1])
-    probs = np.load(last / "probs.npz", allow_pickle=False)["probs"]
+    saved = np.load(last / "probs.npz", allow_pickle=False)
+    probs = saved["probs"]
     dev_scores = [rounds[-1]["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
 
     targets = np.flatnonzero(data.table.split != "train")   # pool + test: what MER asks for
     predicted = ensemble(cfg.mining.ensemble, probs[:, targets], dev_scores)
-    pd.DataFrame({"name": data.table.names[targets],
-                  "discrete": [EMOTIONS[c] for c in predicted]}).to_csv(out / "predictions.csv", index=False)
+    write_predictions(out, data.table.names[targets], predicted, np.nanmean(saved["valence"][:, targets], 0))
 
     final = {"test_waf": None, "test_acc": None, "test_uar": None}
     if len(data.test):

@@ -1,6 +1,6 @@
 """Round state on disk: what makes a killed run resumable and every round auditable.
 
-    <run>/round-<r>/probs.npz          names + every learner's probabilities on every clip
+    <run>/round-<r>/probs.npz          names + every learner's probabilities (and valence) on every clip
     <run>/round-<r>/vote_table.parquet  the vote that fed round r (r >= 1)
     <run>/round-<r>/metrics.json        that round's metrics
     <run>/round-<r>/<learner>.pt        each learner's weights (torch.save of a state_dict)

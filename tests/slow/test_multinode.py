@@ -1,0 +1,108 @@
+"""Multi-node behaviour, simulated (issue 7): a head and two worker nodes, one with a logical GPU.
+
+Slow (two Ray clusters, an extraction each, two mining runs: ~5 min on 2 busy cores), so not in
+`make test`: run it with `.venv/bin/python -m pytest tests/slow -m slow`.
+
+- extraction on the cluster: the encoder actors ask for num_gpus=1 (the cluster has a GPU) and
+  land on the GPU node; the store equals one made on a single node;
+- two mining rounds with two Ray Train workers spread over the nodes, outputs on the shared
+  storage (here a folder every simulated node sees): the predictions equal a single-node run.
+"""
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+import ray
+from ray.cluster_utils import Cluster
+
+from mer_ray.config import MiningConfig, RunConfig
+from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
+from mer_ray.mining.run import run_cyclic_mining
+
+
+def stored(store, stream):
+    from mer_ray.features.store import FeatureStore
+    table = pd.concat([pd.read_parquet(p) for p in FeatureStore(store).part_files(stream)])
+    return dict(zip(table["name"], np.stack(table["feature"].to_numpy())))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_ray_temp_dir():
+    """`Cluster` writes its address to <temp>/ray_current_cluster: with the default /tmp/ray any
+    other `ray.init()` on this machine would join this test's cluster."""
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="mr-slow-", dir="/tmp")
+    yield
+    if saved is None:
+        os.environ.pop("RAY_TMPDIR")
+    else:
+        os.environ["RAY_TMPDIR"] = saved
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "small"
+    return make_demo_corpus(root, DemoCorpusConfig(n_labeled=48, n_unlabeled=72, n_test=16, seed=5))
+
+
+@pytest.fixture(scope="module")
+def multinode_run(corpus, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("shared")
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
+    cpu_node = cluster.add_node(num_cpus=2)
+    gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.connect()
+    try:
+        cfg = RunConfig(corpus=str(corpus), storage=str(storage), out="multinode", train_workers=2,
+                        mining=MiningConfig(rounds=2))
+        out = run_cyclic_mining(cfg)
+        encoders = [a for a in ray._private.state.actors().values() if "EncodeAndStore" in a["ActorClassName"]]
+        placement = {a["Address"]["NodeID"] for a in encoders}
+        trainers = [a for a in ray._private.state.actors().values() if a["ActorClassName"].endswith("RayTrainWorker")]
+        trainer_nodes = {a["Address"]["NodeID"] for a in trainers}
+        yield dict(out=out, storage=storage, encoder_nodes=placement, n_encoders=len(encoders),
+                   gpu_node=gpu_node.node_id, cpu_node=cpu_node.node_id, trainer_nodes=trainer_nodes)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def single_node_run(multinode_run, corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = RunConfig(corpus=str(corpus), out=str(root / "run"), store=str(root / "features"),
+                        train_workers=0, mining=MiningConfig(rounds=2))
+        yield dict(out=run_cyclic_mining(cfg), store=root / "features")
+    finally:
+        ray.shutdown()
+
+
+def test_encoder_actors_run_on_the_gpu_node(multinode_run):
+    assert multinode_run["n_encoders"] >= 1
+    assert multinode_run["encoder_nodes"] == {multinode_run["gpu_node"]}
+
+
+def test_outputs_are_on_the_shared_storage(multinode_run):
+    storage = multinode_run["storage"]
+    assert multinode_run["out"] == storage / "runs" / "multinode"
+    assert (storage / "features" / "audio" / "meta.json").exists()
+    assert (multinode_run["out"] / "predictions.csv").exists()
+    assert (multinode_run["out"] / "round-2" / "metrics.json").exists()
+
+
+def test_store_and_predictions_equal_a_single_node_run(multinode_run, single_node_run):
+    for stream in ("audio", "video", "text"):
+        cluster_features = stored(multinode_run["storage"] / "features", stream)
+        single_features = stored(single_node_run["store"], stream)
+        assert cluster_features.keys() == single_features.keys()
+        for name, vector in single_features.items():
+            np.testing.assert_allclose(cluster_features[name], vector, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert pd.read_csv(multinode_run["out"] / "predictions.csv").equals(
+        pd.read_csv(single_node_run["out"] / "predictions.csv"))

@@ -1,0 +1,172 @@
+"""Cluster runs (issue 7): a real `ray job submit` to a head started here, --storage, cluster.yaml
+checked offline against Ray's schema, and the security defaults.
+
+The job test starts its own head (`ray start --head` on 127.0.0.1, its own temp dir and ports,
+token auth on) beside the session's in-process Ray; it talks to it over HTTP only, so the test
+process's `ray.init` connection is never touched. Multi-node and fault runs are slower: they are in
+tests/slow/ and benchmarks/faults.py.
+"""
+import ast
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cluster_head import EXCLUDES, REPO, start_head, wait_for_job
+from mer_ray.config import RunConfig
+from mer_ray.mining.run import resolve
+
+CLUSTER_YAML = REPO / "cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def head():
+    head = start_head(num_cpus=2)
+    yield head
+    head.stop()
+
+
+def test_job_submitted_to_a_running_head_succeeds_with_outputs_on_the_storage(head, tiny_corpus, tmp_path):
+    storage = tmp_path / "shared"
+    client = head.client()
+    job_id = client.submit_job(
+        # the features go to the session's tiny corpus store, so later tests reuse them
+        entrypoint=f"python jobs/cyclic_mining.py --corpus {tiny_corpus} --store {tiny_corpus / 'features'} "
+                   f"--storage {storage} --out job --rounds 1 --train-workers 1",
+        runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES, "env_vars": {"HF_HUB_OFFLINE": "1"}},
+    )
+    status = wait_for_job(client, job_id, timeout=480)
+    logs = client.get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-5000:]
+    out = storage / "runs" / "job"                      # a relative --out lands under --storage
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [0, 1]
+    assert json.loads((out / "state.json").read_text())["complete"] == [0, 1]
+    predictions = pd.read_csv(out / "predictions.csv")
+    pool = {p.stem for p in (tiny_corpus / "video-unlabeled-with-test2noise").glob("*.mp4")}
+    assert list(predictions.columns) == ["name", "discrete"] and set(predictions["name"]) == pool
+    assert (out / "ray" / "mining").is_dir()            # Ray Train's storage_path is on the storage too
+    assert "Connecting to existing Ray cluster" in logs  # the job joined the head, no second Ray
+
+
+def test_the_heads_job_server_refuses_requests_without_the_token(head):
+    for headers, code in (({}, 401), ({"Authorization": "Bearer not-the-token"}, 403)):
+        request = urllib.request.Request(f"{head.dashboard_url}/api/jobs/", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == code
+
+
+def test_the_heads_dashboard_listens_on_localhost_only(head):
+    psutil = pytest.importorskip("psutil")
+    port = int(head.dashboard_url.rsplit(":", 1)[1])
+    listening = [c.laddr.ip for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listening and set(listening) == {"127.0.0.1"}
+
+
+def test_storage_holds_the_store_and_the_runs(tmp_path):
+    storage = tmp_path / "shared"
+    cfg = resolve(RunConfig(corpus=str(tmp_path / "corpus"), storage=str(storage), out="semi"))
+    assert cfg.store == str(storage / "features") and cfg.out == str(storage / "runs" / "semi")
+    cfg = resolve(RunConfig(corpus=str(tmp_path / "corpus"), storage=str(storage)))
+    assert Path(cfg.out).parent == storage / "runs"                 # a timestamped run on the storage
+    cfg = resolve(RunConfig(corpus=str(tmp_path / "corpus"), storage=str(storage),
+                            out=str(tmp_path / "elsewhere"), store=str(tmp_path / "store")))
+    assert cfg.out == str(tmp_path / "elsewhere") and cfg.store == str(tmp_path / "store")
+    cfg = resolve(RunConfig(corpus=str(tmp_path / "corpus"), out="semi"))  # no storage: as before
+    assert cfg.out == "semi" and cfg.store == str(tmp_path / "corpus" / "features")
+
+
+def test_storage_uri_is_refused_with_a_mount_hint(tmp_path):
+    with pytest.raises(ValueError, match="mount"):
+        resolve(RunConfig(corpus=str(tmp_path), storage="s3://bucket/mer-ray"))
+
+
+# -- cluster.yaml ----------------------------------------------------------------------------------
+
+def _prepared_cluster_config() -> dict:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load(CLUSTER_YAML.read_text()))
+    validate_config(config)   # Ray's JSON schema; raises on an unknown or mistyped field
+    return config
+
+
+def test_cluster_yaml_validates_against_rays_schema():
+    config = _prepared_cluster_config()
+    assert config["provider"]["type"] == "aws"
+    assert config["idle_timeout_minutes"] > 0
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0
+    gpu = [t for name, t in types.items() if t["resources"].get("GPU", 0) > 0]
+    cpu = [t for name, t in types.items() if name != config["head_node_type"] and not t["resources"].get("GPU")]
+    assert len(gpu) == 1 and gpu[0]["min_workers"] == 0 and gpu[0]["max_workers"] >= 1   # autoscaling GPUs
+    assert cpu and cpu[0]["resources"]["CPU"] >= 4                                        # decode workers
+    # the code goes to every node and the package is installed there
+    assert "." in config["file_mounts"].values()
+    code_dir = next(remote for remote, local in config["file_mounts"].items() if local == ".")
+    assert any("pip install" in c and code_dir.replace("/home/ubuntu", "~") in c
+               for c in config["setup_commands"])
+
+
+def test_cluster_yaml_node_types_fit_every_resource_request_of_the_jobs():
+    from ray.train import ScalingConfig
+
+    types = _prepared_cluster_config()["available_node_types"]
+    requests = {   # what mer_ray asks Ray for (features/extract.py, mining/run.py)
+        "decode task": {"CPU": 1},
+        "encoder actor, GPU cluster": {"CPU": 1, "GPU": 1},
+        "encoder actor, CPU only": {"CPU": 0.5},
+        "learner worker, use_gpu": ScalingConfig(num_workers=1, use_gpu=True)._resources_per_worker_not_none,
+        "learner worker, CPU": ScalingConfig(num_workers=1, use_gpu=False)._resources_per_worker_not_none,
+    }
+    for what, request in requests.items():
+        fits = [name for name, t in types.items() if t["max_workers"] > 0
+                and all(t["resources"].get(k, 0) >= v for k, v in request.items())]
+        assert fits, f"no worker node type of cluster.yaml can run a {what} ({request})"
+
+
+def test_cluster_yaml_keeps_token_auth_on_and_the_dashboard_on_localhost():
+    config = _prepared_cluster_config()
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
+    assert any("--dashboard-host=127.0.0.1" in c for c in config["head_start_ray_commands"])
+    assert any(remote.endswith(".ray/auth_token") for remote in config["file_mounts"])
+
+
+# -- security defaults ---------------------------------------------------------------------------
+
+def test_local_ray_binds_its_dashboard_to_localhost_and_keeps_token_auth(monkeypatch):
+    import ray
+    from mer_ray.mining import run
+
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
+    run.init_ray()
+    assert seen["dashboard_host"] == "127.0.0.1"
+    assert "_system_config" not in seen and "RAY_AUTH_MODE" not in str(seen)   # Ray's default: token on
+
+
+def _calls(path: Path, name: str):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(name):
+            yield node, {k.arg: ast.unparse(k.value) for k in node.keywords}
+
+
+def test_nothing_is_unpickled_checkpoints_load_with_weights_only():
+    sources = [p for d in ("mer_ray", "jobs", "benchmarks") for p in (REPO / d).rglob("*.py")]
+    for path in sources:
+        for call, keywords in _calls(path, "torch.load"):
+            assert keywords.get("weights_only") == "True", f"{path}:{call.lineno} torch.load without weights_only=True"
+        for call, keywords in _calls(path, "np.load"):
+            assert keywords.get("allow_pickle", "False") == "False", f"{path}:{call.lineno} np.load(allow_pickle=True)"
+        text = path.read_text()
+        assert "pickle.load" not in text and "pickle.loads" not in text, f"{path} unpickles data"
