@@ -135,3 +135,18 @@ def test_k_fold_mining_trains_fold_ensembles(ray_session, tiny_corpus, tmp_path)
     import torch
     weights = torch.load(out / "round-1" / "M1.pt", weights_only=True)
     assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1", "2"}
+
+
+def test_predict_job_reproduces_the_runs_predictions(ray_train_run, tiny_corpus, tmp_path):
+    """jobs/predict.py: the finished run applied to clips (here, the same corpus, features already
+    stored) gives the run's own predictions: same weights, same scaling, same ensemble."""
+    from mer_ray.mining.predict import predict_with_run
+
+    path = predict_with_run(ray_train_run, tiny_corpus, tmp_path / "predicted")
+    fresh = pd.read_csv(path).set_index("name")
+    ours = pd.read_csv(ray_train_run / "predictions.csv").set_index("name")
+    assert set(ours.index) <= set(fresh.index)
+    assert fresh.loc[ours.index, "discrete"].equals(ours["discrete"])
+    fresh23 = pd.read_csv(tmp_path / "predicted" / "predictions-mer2023.csv").set_index("name")
+    ours23 = pd.read_csv(ray_train_run / "predictions-mer2023.csv").set_index("name")
+    assert np.allclose(fresh23.loc[ours23.index, "valence"], ours23["valence"], atol=1e-3)

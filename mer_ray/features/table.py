@@ -6,6 +6,7 @@ the same zero-copy arrays.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,8 @@ class FeatureTable:
     # stream → bool [N]: False where the clip has no such modality (or it failed to decode) and
     # the row is zeros — the stream's mean after z-scoring (see mer_ray.features.extract)
     present: dict[str, np.ndarray] = field(default_factory=dict)
+    # stream → (shift, scale) applied to the raw features; saved with a run for prediction
+    norm: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -42,28 +45,41 @@ class FeatureTable:
         return np.array([position[n] for n in names], dtype=np.int64)
 
 
-def normalize(matrix: np.ndarray, per_column: bool) -> np.ndarray:
-    """Z-score each column, or (for sparse encoders) scale the whole stream to unit RMS.
-
-    Statistics come from every clip, labeled or not: unsupervised, and they match the pool.
-    """
+def norm_stats(matrix: np.ndarray, per_column: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) that z-score each column, or (for sparse encoders) scale the whole stream
+    to unit RMS. Statistics come from every clip, labeled or not: unsupervised, and they match
+    the pool. A run saves them (norm.npz) so new clips are scaled exactly like its training."""
     if per_column:
-        mean, std = matrix.mean(0), matrix.std(0)
-        return (matrix - mean) / np.where(std > 1e-6, std, 1.0)
+        std = matrix.std(0)
+        return matrix.mean(0), np.where(std > 1e-6, std, 1.0).astype(np.float32)
     rms = float(np.sqrt(np.mean(matrix ** 2)))
-    return matrix / (rms if rms > 1e-12 else 1.0)
+    dim = matrix.shape[1]
+    return np.zeros(dim, np.float32), np.full(dim, rms if rms > 1e-12 else 1.0, np.float32)
+
+
+def save_norm(norm: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    np.savez(path, **{f"{s}.shift": v[0] for s, v in norm.items()}, **{f"{s}.scale": v[1] for s, v in norm.items()})
+
+
+def load_norm(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    saved = np.load(path, allow_pickle=False)
+    streams = {k.rsplit(".", 1)[0] for k in saved.files}
+    return {s: (saved[f"{s}.shift"], saved[f"{s}.scale"]) for s in streams}
 
 
 def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: list[str], *,
-                       require_all: bool = False) -> tuple[FeatureTable, dict[str, str]]:
+                       require_all: bool = False,
+                       norm: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                       ) -> tuple[FeatureTable, dict[str, str]]:
     """Clips with at least one of `streams` (all of them when `require_all`); returns the table
     and {dropped clip: reason}.
 
     MER scores every clip, so a clip without video (or whose video is corrupt) keeps its audio
     and text: its video rows are zeros, which after z-scoring is the stream's mean — the
     "know nothing" value — and `present[stream]` says which rows are real. Normalisation
-    statistics come from the real rows only.
+    statistics come from the real rows only, unless `norm` (a finished run's) is given.
     """
+    norm = dict(norm or {})
     manifest = manifest.drop_duplicates("name")
     wanted = set(manifest["name"])
     loaded, reasons = {}, {}
@@ -90,7 +106,10 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
         matrix = np.zeros((len(names), dim), np.float32)
         if mask.any():
             real = np.stack([loaded[stream][n] for n in names[mask]]).astype(np.float32)
-            matrix[mask] = normalize(real, store.meta(stream).get("standardize", True))
+            if stream not in norm:
+                norm[stream] = norm_stats(real, store.meta(stream).get("standardize", True))
+            shift, scale = norm[stream]
+            matrix[mask] = (real - shift) / scale
         matrices[stream], present[stream] = matrix, mask
         if not mask.all():
             log.warning("%s: %d of %d clip(s) have no features (zeros), e.g. %s", stream,
@@ -105,5 +124,6 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
         valence=rows["valence"].astype(np.float32).to_numpy(),
         split=rows["split"].to_numpy(dtype=object),
         present=present,
+        norm=norm,
     )
     return table, dropped

@@ -21,7 +21,7 @@ from mer_ray.corpus.manifest import read_corpus, write_manifest
 from mer_ray.corpus.truth import read_truth
 from mer_ray.features.extract import extract_features
 from mer_ray.features.store import FeatureStore
-from mer_ray.features.table import load_feature_table
+from mer_ray.features.table import load_feature_table, save_norm
 from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import accuracy, confusion, uar, waf
 from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_split
@@ -97,6 +97,7 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
     print(summary.line(), flush=True)
 
     table, dropped = load_feature_table(manifest, store, sorted(cfg.extract.streams))
+    save_norm(table.norm, Path(cfg.out) / "norm.npz")   # jobs/predict.py scales new clips the same way
     truth = read_truth(cfg.truth)
     labeled = table.rows("train")
     train, dev = stratified_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)

@@ -65,17 +65,18 @@ def multinode_run(corpus, tmp_path_factory):
         placement = {a["Address"]["NodeID"] for a in encoders}
         trainers = [a for a in ray._private.state.actors().values() if a["ActorClassName"].endswith("RayTrainWorker")]
         trainer_nodes = {a["Address"]["NodeID"] for a in trainers}
-        yield dict(out=out, storage=storage, encoder_nodes=placement, n_encoders=len(encoders),
-                   gpu_node=gpu_node.node_id, cpu_node=cpu_node.node_id, trainer_nodes=trainer_nodes)
-    finally:
+        result = dict(out=out, storage=storage, encoder_nodes=placement, n_encoders=len(encoders),
+                      gpu_node=gpu_node.node_id, cpu_node=cpu_node.node_id, trainer_nodes=trainer_nodes)
+    finally:   # down before the single-node run starts its own Ray
         ray.shutdown()
         cluster.shutdown()
+    return result
 
 
 @pytest.fixture(scope="module")
 def single_node_run(multinode_run, corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         cfg = RunConfig(corpus=str(corpus), out=str(root / "run"), store=str(root / "features"),
                         train_workers=0, mining=MiningConfig(rounds=2))
