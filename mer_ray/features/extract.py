@@ -191,7 +191,9 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
     todo = plan(manifest, store, dict(cfg.streams))
     pending = sorted(set().union(*todo.values())) if todo else []
     summary.clips = len(pending)
-    modalities = {encoder_modality(spec) for spec in cfg.streams.values()}
+    # Only streams with work need a known encoder: features imported from MERTools (npy:) or
+    # written by another tool are used as they are.
+    modalities = {encoder_modality(cfg.streams[s]) for s, names in todo.items() if names}
     if pending:
         clips = manifest.drop_duplicates("name").set_index("name").loc[pending].reset_index()
         clips = clips[["name", "video", "audio", "transcript"]].astype(object)
@@ -247,7 +249,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
         for stream, records in errors.items():
             store.write_errors(stream, records)
     for stream, spec in cfg.streams.items():
-        store.write_meta(stream, _encoder_info(store, stream, spec))
+        if todo.get(stream) or not (store.folder(stream) / "meta.json").exists():
+            store.write_meta(stream, _encoder_info(store, stream, spec))
     summary.seconds = time.perf_counter() - start
     return summary
 
