@@ -12,7 +12,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, dashboard_host="127.0.0.1", include_dashboard=True,
+        # address="local": never join another Ray that happens to run on this machine
+        ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", include_dashboard=True,
                  log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

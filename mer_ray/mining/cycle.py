@@ -79,6 +79,8 @@ def mining_loop(config: dict) -> None:
     table, learners = data.table, cfg.learners
     rank, world = _rank_and_world()
     torch.set_num_threads(1)  # one learner per core; also makes results independent of world size
+    # Ray Train sets CUDA_VISIBLE_DEVICES per worker, so "cuda" is this worker's own GPU
+    device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
     my_learners = [i for i in range(len(learners)) if i % world == rank]
     policy = create_policy(cfg.mining)
     state = MiningState.load(run_dir, table.names)
@@ -92,9 +94,8 @@ def mining_loop(config: dict) -> None:
         # 1. vote: the previous round's learners label the clips still in the pool
         votes = None
         if r > 0:
-            pool_probs = state.probs
             remaining, selection, assigned = mine(state, data, policy, seed=cfg.seed * 1000 + r)
-            votes = _vote_table(table, learners, pool_probs[:, remaining], remaining, selection, assigned)
+            votes = _vote_table(table, learners, state.probs[:, remaining], remaining, selection, assigned)
 
         # 2. train this worker's learners from scratch on D_l ∪ D_w,k, predict every clip
         local = {}
@@ -105,11 +106,11 @@ def mining_loop(config: dict) -> None:
                 own = state.mined_learner == i
                 fit = cross_validate(learners[i], table, data.train, table.label[data.train],
                                      folds=cfg.mining.folds, seed=seed, mined_rows=state.mined_rows[own],
-                                     mined_labels=state.mined_labels[own])
+                                     mined_labels=state.mined_labels[own], device=device)
             else:
-                fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed)
-            torch.save(fit.model.state_dict(), partial / f"{learners[i].name}.pt")
-            probs, valence = predict_outputs(fit.model, table, learners[i])
+                fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed, device=device)
+            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, partial / f"{learners[i].name}.pt")
+            probs, valence = predict_outputs(fit.model, table, learners[i], device=device)
             local[i] = dict(probs=probs.astype(np.float32), valence=valence, dev_waf=fit.dev_waf,
                             train_size=len(rows), epochs=fit.best_epoch)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import ray
 from ray.train import FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from mer_ray.config import RunConfig
 from mer_ray.corpus.manifest import read_corpus, write_manifest
@@ -157,6 +157,8 @@ def train(cfg: RunConfig, data_ref) -> None:
         mining_loop,
         train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=data_ref),
         scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
+        # the workers only swap small CPU objects (predictions): gloo, also on GPU workers
+        torch_config=TorchConfig(backend="gloo"),
         run_config=TrainRunConfig(
             name="mining", storage_path=str((out / "ray").resolve()),
             # a worker that dies restarts the group, which resumes from the last complete round
