@@ -6,6 +6,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: extra threads only add contention on a 2-core CI machine, and one thread is
+    what the mining workers use too."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (2 CPUs, like the CI machine)."""

@@ -10,13 +10,7 @@ FUSION_NAMES = ["attention", "cross-attention", "fbp", "concat-mlp"]
 STREAM_DIMS = {"audio": 8, "text": 12, "visual": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: extra threads only add contention on a shared CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(rows: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -19,13 +19,7 @@ SPEC = LearnerSpec("M1", ("audio", "text", "video"), fusion="attention", hidden=
                    batch_size=32, max_epochs=6, patience=6)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra threads only add contention; one thread is also what the workers use.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,14 @@ def _read_transcripts(csv: Path, columns: tuple[str, ...]) -> dict[str, str | No
     return out
 
 
+def _labeled_rows(labels: pd.DataFrame, videos: dict[str, Path], transcripts: dict) -> list[dict]:
+    """Manifest rows of the labeled clips (split "train"); a missing video stays None so that
+    validation names it instead of the clip silently vanishing."""
+    return [dict(name=rec.name, video=str(videos[rec.name]) if rec.name in videos else None, audio=None,
+                 transcript=transcripts.get(rec.name), split="train", label=rec.label, valence=rec.valence)
+            for rec in labels.itertuples(index=False)]
+
+
 def _frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["label"] = df["label"].astype("Int8")
@@ -126,12 +134,7 @@ def read_mer2023(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     train_videos = _videos_in(root / "train")
     labels = read_label_file(root / "train-label.csv", problems)
     transcripts = _read_transcripts(root / "transcription.csv", ("sentence", "english", "chinese"))
-    rows = []
-    for rec in labels.itertuples(index=False):
-        video = train_videos.get(rec.name)
-        rows.append(dict(name=rec.name, video=str(video) if video else None, audio=None,
-                         transcript=transcripts.get(rec.name), split="train",
-                         label=rec.label, valence=rec.valence))
+    rows = _labeled_rows(labels, train_videos, transcripts)
     if problems is not None:
         for name in sorted(set(train_videos) - set(labels["name"])):
             problems.append(Problem(name, "no-label", f"{name}: train/{train_videos[name].name} has no "
@@ -151,12 +154,7 @@ def read_mer2024(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     pool_videos = _videos_in(root / "video-unlabeled-with-test2noise")
     labels = read_label_file(root / "label-disdim.csv", problems)
     transcripts = _read_transcripts(root / "label-transcription.csv", ("english", "chinese"))
-    rows = []
-    for rec in labels.itertuples(index=False):
-        video = labeled_videos.get(rec.name)
-        rows.append(dict(name=rec.name, video=str(video) if video else None, audio=None,
-                         transcript=transcripts.get(rec.name), split="train",
-                         label=rec.label, valence=rec.valence))
+    rows = _labeled_rows(labels, labeled_videos, transcripts)
     for name, video in pool_videos.items():
         rows.append(dict(name=name, video=str(video), audio=None, transcript=transcripts.get(name),
                          split="unlabeled", label=None, valence=np.nan))
