@@ -110,9 +110,11 @@ class FeatureStore:
         names = np.asarray(table.column("name").to_pylist(), dtype=object)
         column = table.column("feature").combine_chunks()
         dim = column.type.list_size
-        features = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+        features = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+        del table, column
         order = np.argsort(names, kind="stable")
-        names, features = names[order], features[order]
+        names = names[order]
         keep = np.ones(len(names), bool)
         keep[:-1] = names[:-1] != names[1:]
-        return names[keep], features[keep]
+        # one gather (sort + de-duplicate together): the matrix can be gigabytes
+        return names[keep], features[order[keep]]

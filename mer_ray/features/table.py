@@ -82,10 +82,12 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
     norm = dict(norm or {})
     manifest = manifest.drop_duplicates("name")
     wanted = set(manifest["name"])
+    # Names first (the name column only), features one stream at a time below: at MER scale
+    # the raw streams are gigabytes, and holding them all beside the normalised copy would
+    # double the driver's peak memory.
     loaded, reasons = {}, {}
     for stream in streams:
-        names, features = store.load(stream)
-        loaded[stream] = dict(zip(names, features))
+        loaded[stream] = store.stored_names(stream)
         reasons[stream] = {e["name"]: e["message"] for e in store.errors(stream)}
     has = {n: [s for s in streams if n in loaded[s]] for n in wanted}
     keep = {n for n, got in has.items() if (len(got) == len(streams) if require_all else got)}
@@ -101,15 +103,22 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
     names = rows["name"].to_numpy(dtype=object)
     matrices, present = {}, {}
     for stream in streams:
-        mask = np.array([n in loaded[stream] for n in names])
-        dim = int(store.meta(stream)["dim"])
-        matrix = np.zeros((len(names), dim), np.float32)
-        if mask.any():
-            real = np.stack([loaded[stream][n] for n in names[mask]]).astype(np.float32)
-            if stream not in norm:
-                norm[stream] = norm_stats(real, store.meta(stream).get("standardize", True))
-            shift, scale = norm[stream]
-            matrix[mask] = (real - shift) / scale
+        stored_names, features = store.load(stream)
+        position = dict(zip(stored_names, range(len(stored_names))))
+        index = np.array([position.get(n, -1) for n in names], dtype=np.int64)
+        mask = index >= 0
+        real = features[index[mask]]          # the one copy: gathered in table order
+        del features, stored_names, position
+        if stream not in norm:
+            norm[stream] = norm_stats(real, store.meta(stream).get("standardize", True))
+        shift, scale = norm[stream]
+        real -= shift
+        real /= scale
+        if mask.all():
+            matrix = real
+        else:
+            matrix = np.zeros((len(names), int(store.meta(stream)["dim"])), np.float32)
+            matrix[mask] = real
         matrices[stream], present[stream] = matrix, mask
         if not mask.all():
             log.warning("%s: %d of %d clip(s) have no features (zeros), e.g. %s", stream,
