@@ -28,7 +28,7 @@ from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
-from mer_ray.mining.state import MiningState, round_dir, write_json
+from mer_ray.mining.state import MiningState, read_rounds, round_dir, write_json
 from mer_ray.train import cross_validate, fit_learner, predict_outputs
 
 
@@ -84,7 +84,7 @@ def mining_loop(config: dict) -> None:
     my_learners = [i for i in range(len(learners)) if i % world == rank]
     policy = create_policy(cfg.mining)
     state = MiningState.load(run_dir, table.names)
-    history = [_read_metrics(run_dir, r) for r in state.complete]
+    history = read_rounds(run_dir)
 
     for r in range(state.next_round, cfg.mining.rounds + 1):
         started = time.perf_counter()
@@ -162,11 +162,6 @@ def _vote_table(table, learners, probs, rows, selection, assigned) -> pd.DataFra
     columns.update(agreed=selection.labels, agree=selection.agree, confidence=selection.confidence,
                    selected=selection.selected, assigned=assigned)
     return pd.DataFrame(columns)
-
-
-def _read_metrics(run_dir: Path, r: int) -> dict:
-    import json
-    return json.loads((round_dir(run_dir, r) / "metrics.json").read_text())
 
 
 def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg) -> dict:

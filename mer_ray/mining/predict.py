@@ -8,7 +8,6 @@ statistics saved with it, the last complete round's learner weights (loaded with
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import load_feature_table, load_norm
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.run import init_ray, write_predictions
-from mer_ray.mining.state import round_dir
+from mer_ray.mining.state import read_rounds, round_dir
 from mer_ray.train import build_model, predict_outputs
 
 
@@ -31,9 +30,8 @@ def predict_with_run(run_dir: str | Path, corpus: str | Path, out: str | Path, *
 
     run_dir, out = Path(run_dir), Path(out)
     cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    state = json.loads((run_dir / "state.json").read_text())
-    last = round_dir(run_dir, state["complete"][-1])
-    metrics = json.loads((last / "metrics.json").read_text())
+    metrics = read_rounds(run_dir)[-1]
+    last = round_dir(run_dir, metrics["round"])
 
     manifest = read_corpus(corpus)
     store = FeatureStore(store or cfg.store)
@@ -54,6 +52,6 @@ def predict_with_run(run_dir: str | Path, corpus: str | Path, out: str | Path, *
     labels = ensemble(cfg.mining.ensemble, np.stack(probs), dev_scores)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out, table.names, labels, np.nanmean(np.stack(valence), 0))
-    print(f"predicted {len(table)} clips with {run_dir} (round {state['complete'][-1]}); "
+    print(f"predicted {len(table)} clips with {run_dir} (round {metrics['round']}); "
           f"{len(dropped)} without features; wrote {out / 'predictions.csv'}")
     return out / "predictions.csv"

@@ -31,6 +31,17 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def complete_rounds(run_dir: Path) -> list[int]:
+    """The rounds state.json names as complete (none for a new run)."""
+    path = run_dir / "state.json"
+    return json.loads(path.read_text())["complete"] if path.exists() else []
+
+
+def read_rounds(run_dir: Path) -> list[dict]:
+    """metrics.json of every complete round, in order."""
+    return [json.loads((round_dir(run_dir, r) / "metrics.json").read_text()) for r in complete_rounds(run_dir)]
+
+
 @dataclass
 class MiningState:
     """Mined clips so far (row, pseudo label, learner) and the last round's probabilities."""
@@ -57,11 +68,8 @@ class MiningState:
 
     @classmethod
     def load(cls, run_dir: Path, names: np.ndarray) -> "MiningState":
-        path = run_dir / "state.json"
         state = cls()
-        if not path.exists():
-            return state
-        state.complete = json.loads(path.read_text())["complete"]
+        state.complete = complete_rounds(run_dir)
         position = {n: i for i, n in enumerate(names)}
         for r in state.complete:
             table_path = round_dir(run_dir, r) / "vote_table.parquet"
