@@ -13,6 +13,9 @@ Spec strings:
     timm:vit_base_patch16_224@/weights/emotion-vit.pth     a timm architecture + a weights file
     grid:timm:vit_base_patch16_224@/w.safetensors          frames stitched into 2x2 grids (seed 004)
     videomae:/models/videomae-base                         VideoMAE over 16 frames (seed 000)
+    multimae-der:/models/mae-dfer?strategy=FSLF            one VideoMAE over frames + per-frame
+                                                           spectrograms, CFAS|SFAS|FFLS|FSLF|OFOS|RFAS (seed 002)
+    audio-text:/models/qwen2-audio                         Qwen2-Audio over audio + transcript + prompt (seed 004)
 
 Options follow a `?`, as in a URL: `hf-audio:/m/hubert?pooling=last4-sum&chunk_seconds=10`.
 Every model family takes `pooling` (`last`, `last4-mean`, `last4-sum`), `batch_size` and
@@ -42,7 +45,8 @@ def _family(name: str, modality: str):
 
 
 def encoder_modality(spec: str) -> str:
-    """The modality ('audio', 'video' or 'text') a spec's encoder takes, without building it."""
+    """The modality a spec's encoder takes ('audio', 'video', 'text' or a fused 'audio+video' /
+    'audio+text'), without building it."""
     family = parse_spec(spec)[0]
     ENCODERS.get(family)  # unknown family → the KeyError naming the registered ones
     return FAMILY_MODALITY[family]
@@ -159,3 +163,17 @@ def grid(source: str | None = None, *, spec: str = "grid", grid: int = 2, **kwar
 @_family("videomae", "video")
 def videomae(source: str | None = None, **kwargs: Any) -> Encoder:
     return _visual.VideoMAE(source, **kwargs)
+
+
+# Fused families take two inputs per clip (see MODALITIES in base.py).
+from . import audio_text as _audio_text, fused as _fused  # noqa: E402
+
+
+@_family("multimae-der", "audio+video")
+def multimae_der(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _fused.MultiMAEDER(source, **kwargs)
+
+
+@_family("audio-text", "audio+text")
+def audio_text(source: str | None = None, **kwargs: Any) -> Encoder:
+    return _audio_text.QwenAudioText(source, **kwargs)

@@ -12,7 +12,9 @@ import numpy as np
 
 __all__ = ["LAYER_POOLINGS", "MODALITIES", "Encoder"]
 
-MODALITIES = ("audio", "video", "text")
+# A fused modality's encoder takes one tuple per clip, its parts in the order named:
+# "audio+video" → (frames, waveform) (MultiMAE-DER, seed 002), "audio+text" → (waveform, transcript).
+MODALITIES = ("audio", "video", "text", "audio+video", "audio+text")
 # How a transformer's layers become one sequence of states: the last layer, or the mean (seed 004)
 # or sum (MERTools) of the last four.
 LAYER_POOLINGS = ("last", "last4-mean", "last4-sum")
@@ -24,7 +26,8 @@ class Encoder(ABC):
     Inputs per modality:
       - audio: 1-D float32 waveforms at 16 kHz;
       - video: uint8 frame stacks `[T, H, W, 3]`;
-      - text:  strings.
+      - text:  strings;
+      - audio+video: (frames, waveform) pairs; audio+text: (waveform, transcript) pairs.
     A missing input (None, an empty waveform or frame stack) encodes to a zero vector and an
     empty or None transcript encodes as "": MER clips without sound or without a face are
     ordinary, and a fusion learner handles an all-zero stream better than a hole in the batch.

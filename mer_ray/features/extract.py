@@ -38,8 +38,11 @@ from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
 from mer_ray.encoders import create_encoder, encoder_modality
 from mer_ray.features.store import FeatureStore
 
-# Which decoded input each modality's encoders take.
-MODALITY_INPUT = {"audio": "audio", "video": "frames", "text": "transcript"}
+# Which decoded inputs each modality's encoders take; a fused modality's encoder gets one tuple
+# of them per clip, and a clip lacking any part is missing for that stream.
+MODALITY_INPUT = {"audio": ("audio",), "video": ("frames",), "text": ("transcript",),
+                  "audio+video": ("frames", "audio"), "audio+text": ("audio", "transcript")}
+PART_MODALITY = {"audio": "audio", "frames": "video", "transcript": "text"}
 MISSING = "missing"
 INFO_FILE = ".encoder-info.json"   # written by an encoder actor, read back for meta.json
 
@@ -103,10 +106,13 @@ def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None
     return batch.drop(columns=["face_box"], errors="ignore").assign(**out)
 
 
-def _missing_message(name: str, modality: str, video) -> str:
+def _missing_message(name: str, modality: str, video, stream_modality: str | None = None) -> str:
+    """Why a clip has no input for a stream; `modality` is the absent part of a fused stream."""
+    needs = (f" (the {stream_modality} encoder needs both)"
+             if stream_modality and stream_modality != modality else "")
     if modality == "text":
-        return f"{name}: no transcript (empty or missing); text features are zeros at training time"
-    return (f"{name}: no {modality} stream in {video}; this stream is zeros at training time "
+        return f"{name}: no transcript (empty or missing){needs}; this stream is zeros at training time"
+    return (f"{name}: no {modality} stream in {video}{needs}; this stream is zeros at training time "
             f"(normal for MER clips, e.g. samplenew3_* have no video)")
 
 
@@ -137,22 +143,27 @@ class EncodeAndStore:
         decode_errors = list(batch["error"])
         rows = []
         for stream, encoder in self.encoders.items():
-            key = MODALITY_INPUT[encoder.modality]
+            parts = MODALITY_INPUT[encoder.modality]
             keep = []
             for i, name in enumerate(names):
                 if name not in self.todo[stream]:
                     continue
-                if key != "transcript" and decode_errors[i]:
+                absent = [p for p in parts if inputs[p][i] is None or len(inputs[p][i]) == 0]
+                if parts != ("transcript",) and decode_errors[i]:
                     rows.append((name, stream, "decode", decode_errors[i]))
-                elif inputs[key][i] is None or len(inputs[key][i]) == 0:
-                    rows.append((name, stream, MISSING, _missing_message(name, encoder.modality,
-                                                                         batch["video"].iloc[i])))
+                elif absent:
+                    rows.append((name, stream, MISSING, _missing_message(
+                        name, PART_MODALITY[absent[0]], batch["video"].iloc[i], encoder.modality)))
                 else:
                     keep.append(i)
             if not keep:
                 continue
             try:
-                features = encoder.encode([inputs[key][i] for i in keep])
+                if len(parts) == 1:
+                    clip_inputs = [inputs[parts[0]][i] for i in keep]
+                else:
+                    clip_inputs = [tuple(inputs[p][i] for p in parts) for i in keep]
+                features = encoder.encode(clip_inputs)
             except Exception as exc:
                 rows += [(names[i], stream, "encode", f"{names[i]}: {type(exc).__name__}: {exc}")
                          for i in keep]
@@ -218,7 +229,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             .map_batches(
                 decode_batch,
                 fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop,
-                               need_frames="video" in modalities, need_audio="audio" in modalities),
+                               need_frames=_needs(modalities, "frames"),
+                               need_audio=_needs(modalities, "audio")),
                 batch_format="pandas", batch_size=8, num_cpus=1,
             )
             .map_batches(
@@ -252,6 +264,11 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             store.write_meta(stream, _encoder_info(store, stream, spec))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _needs(modalities: set[str], part: str) -> bool:
+    """Whether any stream's encoder takes this decoded input (fused streams take two)."""
+    return any(part in MODALITY_INPUT[m] for m in modalities)
 
 
 def _encoder_info(store: FeatureStore, stream: str, spec: str) -> dict:
