@@ -1,0 +1,151 @@
+"""Decoded-frame cache: clips → Ray Data decode tasks → Parquet parts of uint8 frames.
+
+Pre-training reads every clip once per epoch; decoding an .mp4 costs far more than reading its
+frames back from Parquet (benchmarks/mae_adaptation.py measures both), so the clips are decoded
+once, centre- or face-cropped and resized to the model's input size, and the epochs stream the
+cache. Like the feature store, each decode task writes its own part file under a temporary name
+and renames it when complete: a killed run keeps what it finished and a rerun decodes only the
+clips not cached yet. A clip that cannot be decoded (or has no video stream) is skipped with its
+reason in `skipped.json`; the rest go on.
+
+Layout: `<cache>/cache.json` (the decoding settings; a cache made with others is refused),
+`<cache>/part-*.parquet` (`name` string, `frames` binary = uint8 [num_frames, side, side, 3]),
+`<cache>/skipped.json` (name → reason).
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
+
+__all__ = ["FrameCache", "FrameSettings", "build_frame_cache", "frames_dataset"]
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    num_frames: int
+    side: int
+    crop: str = "center"
+    face_boxes: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.num_frames, self.side, self.side, 3)
+
+
+class FrameCache:
+    def __init__(self, root: str | Path, settings: FrameSettings):
+        self.root = Path(root)
+        self.settings = settings
+        meta = self.root / "cache.json"
+        if meta.exists():
+            saved = json.loads(meta.read_text())
+            if saved != asdict(settings):
+                raise ValueError(f"frame cache {self.root} holds frames decoded with {saved}, not "
+                                 f"{asdict(settings)}; give another --frame-cache folder or delete this one")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps(asdict(settings)))
+
+    def parts(self) -> list[str]:
+        return sorted(str(p) for p in self.root.glob("part-*.parquet"))
+
+    def cached_names(self) -> set[str]:
+        return {n for part in self.parts() for n in pq.read_table(part, columns=["name"])["name"].to_pylist()}
+
+    def skipped(self) -> dict[str, str]:
+        path = self.root / "skipped.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def write_part(self, names: list[str], frames: list[np.ndarray]) -> None:
+        table = pa.table({"name": pa.array(names, pa.string()),
+                          "frames": pa.array([f.tobytes() for f in frames], pa.binary())})
+        final = self.root / f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.root / f".{final.name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+
+    def write_skipped(self, skipped: dict[str, str]) -> None:
+        tmp = self.root / ".skipped.json.tmp"
+        tmp.write_text(json.dumps(skipped, indent=1, sort_keys=True))
+        os.replace(tmp, self.root / "skipped.json")
+
+
+def _decode_to_cache(batch: pd.DataFrame, *, cache_root: str, settings: dict) -> pd.DataFrame:
+    """CPU task: decode a batch of clips, write the good ones as one part; returns name, error."""
+    cfg = FrameSettings(**settings)
+    cache = FrameCache(cache_root, cfg)
+    names, frames, errors = [], [], []
+    boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
+    for rec, box in zip(batch.itertuples(index=False), boxes):
+        error = ""
+        try:
+            clip = decode_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side, crop=cfg.crop,
+                               face_box=tuple(box) if box is not None else None, want=("video",))
+            if clip.frames is None:
+                error = f"{rec.name}: no video stream in {rec.video}; nothing to pre-train on"
+            else:
+                names.append(rec.name)
+                frames.append(np.ascontiguousarray(clip.frames, dtype=np.uint8))
+        except MediaError as exc:
+            error = str(exc)
+        except Exception as exc:  # one broken clip must not end the job
+            error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
+        errors.append(error)
+    if names:
+        cache.write_part(names, frames)
+    return pd.DataFrame({"name": list(batch["name"]), "error": errors})
+
+
+def build_frame_cache(clips: pd.DataFrame, cache: FrameCache, *, batch_size: int = 16) -> dict[str, int]:
+    """Decode every clip of `clips` (manifest rows: name, video) not cached yet; returns counts."""
+    todo = clips[~clips["name"].isin(cache.cached_names())]
+    todo = todo[["name", "video"]].astype(object).reset_index(drop=True)
+    without_video = todo["video"].isna()
+    skipped = {n: f"{n}: the manifest gives no video file" for n in todo.loc[without_video, "name"]}
+    todo = todo[~without_video]
+    if len(todo):
+        if cache.settings.face_boxes:
+            boxes = read_face_boxes(cache.settings.face_boxes)
+            todo["face_box"] = [list(boxes[n]) if n in boxes else None for n in todo["name"]]
+        ds = (ray.data.from_pandas(todo)
+              .repartition(max(1, min(len(todo) // batch_size + 1, 512)))
+              .map_batches(_decode_to_cache, fn_kwargs=dict(cache_root=str(cache.root),
+                                                            settings=asdict(cache.settings)),
+                           batch_format="pandas", batch_size=batch_size, num_cpus=1))
+        for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+            skipped.update({n: e for n, e in zip(batch["name"], batch["error"]) if e})
+    previous = {n: e for n, e in cache.skipped().items() if n not in set(todo["name"])}
+    cache.write_skipped({**previous, **skipped})
+    return {"decoded": int((~todo["name"].isin(skipped)).sum()), "skipped": len(skipped),
+            "cached": len(cache.cached_names())}
+
+
+def _to_array(batch: dict, *, shape: tuple[int, ...], names: frozenset[str] | None) -> dict:
+    """Parquet bytes → one uint8 tensor column [B, T, S, S, 3] that iter_torch_batches can stack."""
+    keep = [i for i, n in enumerate(batch["name"]) if names is None or n in names]
+    frames = [np.frombuffer(batch["frames"][i], np.uint8).reshape(shape) for i in keep]
+    return {"frames": np.stack(frames) if frames else np.zeros((0, *shape), np.uint8)}
+
+
+def frames_dataset(cache: FrameCache, names: list[str] | None = None) -> ray.data.Dataset:
+    """The cache as a Ray Dataset of {"frames": uint8 [T, S, S, 3]} rows, one per clip; only the
+    clips in `names` when given (a cache shared by runs over different splits holds more)."""
+    parts = cache.parts()
+    if not parts:
+        raise ValueError(f"frame cache {cache.root} is empty: no clip could be decoded "
+                         f"(see {cache.root / 'skipped.json'})")
+    wanted = None if names is None or set(names) >= cache.cached_names() else frozenset(names)
+    return (ray.data.read_parquet(parts, columns=["name", "frames"])
+            .map_batches(_to_array, fn_kwargs=dict(shape=cache.settings.shape, names=wanted),
+                         batch_format="numpy"))
