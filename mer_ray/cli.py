@@ -6,6 +6,7 @@
     mer-ray features export-npy STORE --stream NAME FOLDER
     mer-ray mine ...                            jobs/cyclic_mining.py
     mer-ray demo-corpus ...                     jobs/make_demo_corpus.py
+    mer-ray denoise --corpus C --out D ...      jobs/denoise_audio.py (seed 004's separation + ASR rule)
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 JOB_COMMANDS = {
     "demo-corpus": "make_demo_corpus.py",
+    "denoise": "denoise_audio.py",
     "extract": "extract_features.py",
     "mine": "cyclic_mining.py",
     "tune": "tune_learners.py",
