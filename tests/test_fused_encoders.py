@@ -190,6 +190,8 @@ def test_bad_options_and_missing_weights_say_what_to_do(videomae, tmp_path):
         create_encoder(f"multimae-der:{videomae}?strategy=ZZZZ")
     with pytest.raises(ValueError, match="stft"):
         create_encoder(f"multimae-der:{videomae}?spectrogram=wavelet")
+    with pytest.raises(ValueError, match="window_seconds"):
+        create_encoder(f"multimae-der:{videomae}?window_seconds=0.01")
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         create_encoder(f"multimae-der:{tmp_path / 'absent'}")
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):

@@ -150,8 +150,9 @@ class MultiMAEDER(TorchEncoder):
             raise ValueError(f"encoder {spec!r}: strategy {strategy!r} must be one of {STRATEGIES}")
         if spectrogram not in SPECTROGRAMS:
             raise ValueError(f"encoder {spec!r}: spectrogram {spectrogram!r} must be one of {SPECTROGRAMS}")
-        if not window_seconds > 0:
-            raise ValueError(f"encoder {spec!r}: window_seconds must be > 0, got {window_seconds}")
+        if not window_seconds >= N_FFT / SAMPLE_RATE:
+            raise ValueError(f"encoder {spec!r}: window_seconds must be at least one STFT window "
+                             f"({N_FFT / SAMPLE_RATE} s), got {window_seconds}")
         from transformers import VideoMAEModel
 
         path = local_path(source, spec)
