@@ -157,7 +157,7 @@ def test_missing_or_mismatched_weights_say_what_to_do(tmp_path, tiny_models):
 
 # -- the step over a corpus (Ray Data) -----------------------------------------------------------
 def test_denoise_step_writes_chosen_wavs_a_readable_manifest_and_resumes(
-        tiny_corpus, tiny_models, ray_session, tmp_path):
+        tiny_corpus, tiny_models, ray_session, tmp_path, capsys):
     from mer_ray.corpus.manifest import read_corpus
     from mer_ray.corpus.media import decode_clip, write_clip
     from mer_ray.denoise.pipeline import DenoiseConfig, denoise_corpus, read_decisions
@@ -169,8 +169,8 @@ def test_denoise_step_writes_chosen_wavs_a_readable_manifest_and_resumes(
     broken.write_text("not a video")
     silent = tmp_path / "silent.mp4"   # a video without an audio stream
     write_clip(silent, np.zeros((4, 16, 16, 3), np.uint8), None)
-    extra = pd.DataFrame([dict(name="broken_clip", video=str(broken), audio=None, transcript="嗯", split="unlabeled"),
-                          dict(name="silent_clip", video=str(silent), audio=None, transcript="好", split="unlabeled")])
+    extra = pd.DataFrame([dict(name="silent_clip", video=str(silent), audio=None, transcript="好", split="unlabeled"),
+                          dict(name="broken_clip", video=str(broken), audio=None, transcript="嗯", split="unlabeled")])
     clips = pd.concat([clips, extra], ignore_index=True)
     clips["label"], clips["valence"] = clips["label"].astype("Int8"), clips["valence"].astype("float32")
     good = list(clips["name"][:4])
@@ -211,7 +211,8 @@ def test_denoise_step_writes_chosen_wavs_a_readable_manifest_and_resumes(
     for name in ("broken_clip", "silent_clip"):   # kept as they were
         assert pd.isna(denoised.loc[name, "audio"]) and denoised.loc[name, "video"] == original.loc[name, "video"]
 
-    # a rerun through the job script only retries the quarantined clip; other settings are refused
+    # a rerun through the job script skips the decided clips (--limit 5 leaves out the broken one,
+    # which a rerun would retry) and keeps the earlier errors; other settings are refused
     from importlib import util
 
     spec = util.spec_from_file_location("denoise_job", "jobs/denoise_audio.py")
@@ -220,8 +221,9 @@ def test_denoise_step_writes_chosen_wavs_a_readable_manifest_and_resumes(
     clips.assign(label=clips["label"].astype(object)).to_csv(tmp_path / "clips.csv", index=False)
     parts = sorted((out / "decisions").glob("part-*"))
     argv = ["--corpus", str(tmp_path / "clips.csv"), "--out", str(out), "--separator", cfg.separator,
-            "--asr", cfg.asr, "--threshold", "-1"]
+            "--asr", cfg.asr, "--threshold", "-1", "--limit", "5"]
     assert job.main(argv) == 0
+    assert "denoise: 0 clips" in capsys.readouterr().out
     assert sorted((out / "decisions").glob("part-*")) == parts
     assert [e["name"] for e in pq.read_table(out / "errors.parquet").to_pylist()] == ["broken_clip"]
     assert json.loads((out / "denoise.json").read_text())["threshold"] == -1.0
