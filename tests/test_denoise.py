@@ -155,6 +155,20 @@ def test_missing_or_mismatched_weights_say_what_to_do(tmp_path, tiny_models):
         import_plugins(["no_such_plugin"])
 
 
+def test_the_step_refuses_bad_settings_before_starting_any_work(tmp_path, tiny_models):
+    from mer_ray.denoise.pipeline import DenoiseConfig, denoise_corpus
+
+    manifest = pd.DataFrame({"name": ["a"], "video": [None], "audio": [str(tmp_path / "a.wav")]})
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="no-whisper does not exist.*local paths only"):
+        denoise_corpus(manifest, out, DenoiseConfig(tiny_models["separator"], f"whisper:{tmp_path / 'no-whisper'}"))
+    with pytest.raises(KeyError, match="unknown separator 'sepformer'"):
+        denoise_corpus(manifest, out, DenoiseConfig("sepformer:/m", tiny_models["asr"]))
+    assert not out.exists()   # nothing recorded for a run that never started
+    with pytest.raises(ValueError, match="finite"):
+        DenoiseConfig(tiny_models["separator"], tiny_models["asr"], threshold=float("nan"))
+
+
 # -- the step over a corpus (Ray Data) -----------------------------------------------------------
 def test_denoise_step_writes_chosen_wavs_a_readable_manifest_and_resumes(
         tiny_corpus, tiny_models, ray_session, tmp_path, capsys):

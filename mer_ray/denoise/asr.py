@@ -21,7 +21,7 @@ Seed 004 used its own noise-robust Paraformer; any recogniser plugs in as one de
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,11 +29,12 @@ from mer_ray.registry import Registry
 
 from .spec import default_device, missing_weights_error, parse_spec
 
-__all__ = ["ASR", "ASR_MODELS", "WhisperASR", "create_asr"]
+__all__ = ["ASR", "ASR_MODELS", "SOURCE_CHECKS", "WhisperASR", "check_asr", "create_asr"]
 
 SAMPLE_RATE = 16000
 
 ASR_MODELS: Registry["ASR"] = Registry("ASR model")
+SOURCE_CHECKS: dict[str, Callable[[str | None, str], Any]] = {}   # as in separators.py
 
 
 class ASR:
@@ -46,6 +47,14 @@ class ASR:
 
     def info(self) -> dict[str, Any]:
         return {"spec": self.spec}
+
+
+def check_asr(spec: str) -> None:
+    """Fail now, in the driver, on an unknown family or a missing model folder (nothing is loaded)."""
+    family, source, _ = parse_spec(spec, what="ASR")
+    ASR_MODELS.get(family)
+    if family in SOURCE_CHECKS:
+        SOURCE_CHECKS[family](source, spec)
 
 
 def create_asr(spec: str, **overrides: Any) -> ASR:
@@ -128,6 +137,9 @@ def _model_folder(source: str | None, spec: str) -> Path:
         problem = "does not exist" if not path.exists() else "has no config.json, so it is not a saved model folder"
         raise missing_weights_error(f"ASR {spec!r}: {path} {problem}", f"whisper:{path}")
     return path
+
+
+SOURCE_CHECKS["whisper"] = _model_folder
 
 
 @ASR_MODELS.register("whisper")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import re
 import time
@@ -61,6 +62,12 @@ class DenoiseConfig:
     actors: int = 1                # separation + ASR actors at most (one GPU each on GPU nodes)
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs, else 0
     plugins: tuple[str, ...] = ()  # modules imported first (in every actor too): your registered models
+
+    def __post_init__(self):
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number (seed 004: 0.1), got {self.threshold}")
+        if self.batch_size < 1 or self.actors < 1:
+            raise ValueError(f"batch_size and actors must be >= 1, got {self.batch_size} and {self.actors}")
 
     def settings(self) -> dict[str, Any]:
         return {"separator": self.separator, "asr": self.asr, "threshold": self.threshold}
@@ -356,10 +363,15 @@ def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, 
     import ray
 
     start = time.perf_counter()
+    from .asr import check_asr
+    from .separators import check_separator
+
+    import_plugins(cfg.plugins)
+    check_separator(cfg.separator)   # a wrong path fails here, not in every actor's start
+    check_asr(cfg.asr)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, cfg)
-    import_plugins(cfg.plugins)
     summary = DenoiseSummary()
     unique = manifest.drop_duplicates("name")
     pending = sorted(set(unique["name"]) - set(read_decisions(out)["name"]))

@@ -35,7 +35,7 @@ worth it per clip).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -43,11 +43,16 @@ from mer_ray.registry import Registry
 
 from .spec import default_device, missing_weights_error, parse_spec
 
-__all__ = ["SAMPLE_RATE", "SEPARATORS", "ConvTasNetSeparator", "Separator", "create_separator"]
+__all__ = ["SAMPLE_RATE", "SEPARATORS", "SOURCE_CHECKS", "ConvTasNetSeparator", "Separator", "check_separator",
+           "create_separator"]
 
 SAMPLE_RATE = 16000   # what decode_clip gives and what the chosen track is written at
 
 SEPARATORS: Registry["Separator"] = Registry("separator")
+# family → a cheap check of the spec's source (raises the missing-weights error), run by the
+# driver before any actor starts, so a wrong path fails at once with its message rather than
+# inside every actor's start. A plugin may add its own.
+SOURCE_CHECKS: dict[str, Callable[[str | None, str], Any]] = {}
 
 
 class Separator:
@@ -81,6 +86,14 @@ def _resample(signal: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     import torchaudio.functional as F
 
     return F.resample(torch.from_numpy(signal), rate_in, rate_out).numpy()
+
+
+def check_separator(spec: str) -> None:
+    """Fail now, in the driver, on an unknown family or missing weights (nothing is loaded)."""
+    family, source, _ = parse_spec(spec, what="separator")
+    SEPARATORS.get(family)
+    if family in SOURCE_CHECKS:
+        SOURCE_CHECKS[family](source, spec)
 
 
 def create_separator(spec: str, **overrides: Any) -> Separator:
@@ -149,6 +162,9 @@ def _weights_file(source: str | None, spec: str) -> Path:
     if not path.is_file():
         raise missing_weights_error(f"separator {spec!r}: {path} is not a file", f"convtasnet:{path}")
     return path
+
+
+SOURCE_CHECKS["convtasnet"] = _weights_file
 
 
 @SEPARATORS.register("convtasnet")
