@@ -6,6 +6,7 @@
     mer-ray features export-npy STORE --stream NAME FOLDER
     mer-ray mine ...                            jobs/cyclic_mining.py
     mer-ray demo-corpus ...                     jobs/make_demo_corpus.py
+    mer-ray pretrain-mae ...                    jobs/pretrain_mae.py (MAE adaptation, seed 000)
     mer-ray denoise --corpus C --out D ...      jobs/denoise_audio.py (seed 004's separation + ASR rule)
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ JOB_COMMANDS = {
     "denoise": "denoise_audio.py",
     "extract": "extract_features.py",
     "mine": "cyclic_mining.py",
+    "pretrain-mae": "pretrain_mae.py",
     "tune": "tune_learners.py",
 }
 

@@ -1,0 +1,54 @@
+"""Adapt an image MAE or a VideoMAE to the corpus's unlabeled clips (seed 000's expMAE).
+
+    python jobs/pretrain_mae.py --epochs 5                       # tiny image MAE on the demo corpus
+    python jobs/pretrain_mae.py --corpus /data/MER2024 --out runs/expmae --model image-mae \\
+        --init /models/vit-mae-base --face-boxes faces.csv --epochs 50 --workers 4 --use-gpu
+    python jobs/pretrain_mae.py --model video-mae --init /models/videomae-base --out runs/expvideomae
+    ray job submit --working-dir . -- python jobs/pretrain_mae.py --config mae.yaml
+
+Rerunning with the same --out resumes after the last finished epoch (raise --epochs to go on).
+The adapted encoder lands in <out>/encoder; extract with it like any other encoder:
+    python jobs/extract_features.py --corpus ... --stream expmae=hf-image:<out>/encoder
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from mer_ray.adapt import MAE_KINDS, PretrainConfig, pretrain_mae
+from mer_ray.adapt.config import SPLITS
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML with any PretrainConfig fields (mer_ray/adapt/config.py)")
+    p.add_argument("--corpus", help="MER 2023 / 2024 / 2025 folder or manifest CSV (default: the demo corpus)")
+    p.add_argument("--out", help="output folder (default: runs/mae); reuse it to resume")
+    p.add_argument("--model", choices=MAE_KINDS.names(), help="image-mae (frames) or video-mae (16-frame clips)")
+    p.add_argument("--size", help="architecture preset for a random start: tiny | base")
+    p.add_argument("--init", help="a local Hugging Face MAE / VideoMAE folder to continue from")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--mask-ratio", type=float, help="default 0.75 (image) / 0.9 (video, tube masking)")
+    p.add_argument("--split", choices=SPLITS, help="clips to adapt on (default: unlabeled)")
+    p.add_argument("--num-frames", type=int)
+    p.add_argument("--crop", choices=("center", "none"))
+    p.add_argument("--face-boxes", help="CSV name,left,top,width,height: crop each clip to its face")
+    p.add_argument("--frame-cache", help="decoded-frame cache folder (default: <out>/frames)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="clips per step per worker")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--workers", type=int, help="Ray Train data-parallel workers")
+    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker")
+    p.add_argument("--seed", type=int)
+    args = vars(p.parse_args(argv))
+
+    config = args.pop("config")
+    data = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    data.update({k: v for k, v in args.items() if v is not None})
+    pretrain_mae(PretrainConfig.from_dict(data))
+
+
+if __name__ == "__main__":
+    main()
