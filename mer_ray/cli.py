@@ -8,6 +8,7 @@
     mer-ray demo-corpus ...                     jobs/make_demo_corpus.py
     mer-ray pretrain-mae ...                    jobs/pretrain_mae.py (MAE adaptation, seed 000)
     mer-ray denoise --corpus C --out D ...      jobs/denoise_audio.py (seed 004's separation + ASR rule)
+    mer-ray noisy-corpus --corpus C --out D     jobs/make_noisy_corpus.py (MER-NOISE copy)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ JOB_COMMANDS = {
     "extract": "extract_features.py",
     "mine": "cyclic_mining.py",
     "pretrain-mae": "pretrain_mae.py",
+    "noisy-corpus": "make_noisy_corpus.py",
     "tune": "tune_learners.py",
 }
 

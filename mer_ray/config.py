@@ -56,6 +56,10 @@ class ExtractConfig:
     batch_size: int = 32          # clips per encoder call and per part file
     encoder_actors: int = 2       # max size of the encoder actor pool
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    # MER-NOISE augmentation (seed 003): also extract a corrupted copy of every labeled clip
+    # (streams `<stream>@noisy-<recipe>`) and train on it with the clean clip's label
+    noisy_view: bool = False
+    noise_dir: str | None = None  # noise recordings (e.g. MUSAN speech); None: babble of corpus clips
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ def plot_scores(rounds: list[dict], baselines: dict, path: Path) -> str:
     axes[0].set_title("dev WAF per round")
     if rounds[0].get("test_waf") is not None:
         axes[1].plot(r, [m["test_waf"] for m in rounds], "s-k", lw=2.5, label="mining ensemble")
+        if rounds[0].get("noisy_test_waf") is not None:
+            axes[1].plot(r, [m.get("noisy_test_waf") for m in rounds], "s:", color="0.45", lw=2,
+                         label="mining ensemble, noisy test")
         for j, (name, base) in enumerate(baselines.items()):
             b_rounds = base.get("rounds") or []
             if b_rounds and b_rounds[0].get("test_waf") is not None:
@@ -120,15 +123,24 @@ def plot_confidence(run_dir: Path, rounds: list[dict], path: Path) -> str | None
 def _table(rounds: list[dict]) -> str:
     learners = list(rounds[0]["learners"])
     head = ["round", "train size", "mined", "precision", *[f"{n} dev WAF" for n in learners], "dev WAF", "test WAF"]
+    noisy = any(m.get("noisy_test_waf") is not None for m in rounds)
 
     def cell(x):
         return "–" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
     rows = [[m["round"], m["train_size"], m["mined"], m.get("pseudo_label_precision"),
              *[m["learners"][n]["dev_waf"] for n in learners], m.get("dev_waf"), m.get("test_waf")]
-            for m in rounds]
+            + ([m.get("noisy_test_waf")] if noisy else []) for m in rounds]
+    head += ["noisy test WAF"] if noisy else []
     return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{cell(x)}</td>" for x in row) + "</tr>" for row in rows)
             + "</table>")
+
+
+def _noisy_rows(summary: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """MER-NOISE (seed 003): the same methods scored on the corrupted copies of the test clips,
+    one row each below the clean ones, so clean and noisy read side by side."""
+    return [(f"{name} — noisy test", {k: f.get(f"noisy_{k}") for k in ("test_waf", "test_acc", "test_uar")})
+            for name, f in summary if f.get("noisy_test_waf") is not None]
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -150,6 +162,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     summary = [("mining (final ensemble)", final)]
     summary += [(name, base.get("final", {})) for name, base in baselines.items()]
+    summary += _noisy_rows(summary)
     summary_rows = "".join(
         f"<tr><td>{html.escape(name)}</td>" + "".join(
             f"<td>{'–' if f.get(k) is None else f'{f[k]:.4f}'}</td>" for k in ("test_waf", "test_acc", "test_uar"))

@@ -29,11 +29,13 @@ import numpy as np
 
 from ..labels import EMOTIONS, NUM_CLASSES
 from .media import write_clip
+from .noise import Corruption, NoiseBank, babble
 
-__all__ = ["DemoCorpusConfig", "DemoClip", "make_demo_corpus", "plan_demo_corpus", "render_clip"]
+__all__ = ["NOISY_SUFFIX", "DemoCorpusConfig", "DemoClip", "make_demo_corpus", "plan_demo_corpus", "render_clip"]
 
 GENERATOR_VERSION = 1
 
+NOISY_SUFFIX = "_noisy"   # the noisy test copy of clip X is clip X_noisy
 LABELED_DIR = "video-labeled"
 UNLABELED_DIR = "video-unlabeled-with-test2noise"
 
@@ -59,6 +61,9 @@ class DemoCorpusConfig:
     frame_size: int = 64
     sample_rate: int = 16000
     video_codec: str = "mpeg4"
+    # MER-NOISE (seed 003): also write a corrupted copy of every test clip, `<name>_noisy`, scored
+    # apart in truth/test-noisy.csv (babble of pool clips at 5-10 dB SNR, blur r in {1, 2, 4})
+    noisy_test: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_labeled", "n_unlabeled", "n_test"):
@@ -362,14 +367,32 @@ def render_clip(clip: DemoClip, cfg: DemoCorpusConfig) -> tuple[np.ndarray, np.n
     return _render_video(clip, cfg, rng), _render_audio(clip, cfg, rng)
 
 
-def _write_clips(out_dir: str, clips: list[DemoClip], cfg: DemoCorpusConfig) -> int:
-    """Worker task: render and write a chunk of clips under `out_dir`."""
+def _write_clips(out_dir: str, clips: list[DemoClip], cfg: DemoCorpusConfig,
+                 corruption: Corruption | None = None) -> int:
+    """Worker task: render and write a chunk of clips under `out_dir` (and, given `corruption`,
+    the noisy copy of each test clip beside it)."""
     for clip in clips:
         frames, audio = render_clip(clip, cfg)
         folder = LABELED_DIR if clip.split == "train" else UNLABELED_DIR
         write_clip(Path(out_dir) / folder / f"{clip.name}.mp4", frames, audio, fps=cfg.fps,
                    sample_rate=cfg.sample_rate, video_codec=cfg.video_codec)
+        if corruption is not None and clip.split == "test":
+            frames, audio = corruption.apply(clip.name, frames, audio)
+            write_clip(Path(out_dir) / folder / f"{clip.name}{NOISY_SUFFIX}.mp4", frames, audio, fps=cfg.fps,
+                       sample_rate=cfg.sample_rate, video_codec=cfg.video_codec)
     return len(clips)
+
+
+def noisy_test_corruption(clips: list[DemoClip], cfg: DemoCorpusConfig) -> Corruption:
+    """Seed 003's corruption for the noisy test copies. The demo has no MUSAN, so the noise is
+    babble of pool clips' voices (rendered here, so no file needs to exist yet)."""
+    pool = [c for c in clips if c.split == "unlabeled"] or [c for c in clips if c.split != "test"]
+    rng = np.random.default_rng([cfg.seed, 0xBAB])
+    talkers = [pool[i] for i in sorted(rng.permutation(len(pool))[:24])]
+    voices = [render_clip(c, cfg)[1] for c in talkers]
+    bank = NoiseBank(tuple(babble(voices, seed=cfg.seed, sample_rate=cfg.sample_rate)),
+                     f"babble of {len(voices)} demo pool clips (seed {cfg.seed})")
+    return Corruption(bank, seed=cfg.seed)
 
 
 # ------------------------------------------------------------------------------------- writing
@@ -391,12 +414,19 @@ def _write_tables(out_dir: Path, clips: list[DemoClip], cfg: DemoCorpusConfig) -
                 for c in by_name if c.split == split]
 
     _write_csv(out_dir / "label-disdim.csv", ["name", "discrete", "valence"], label_rows("train", True))
-    _write_csv(out_dir / "label-transcription.csv", ["name", "chinese", "english"],
-               [[c.name, c.chinese, c.english] for c in by_name])
+    noisy = [c for c in by_name if c.split == "test"] if cfg.noisy_test else []
+    # a noisy copy says what its clean clip says: seed 003 corrupts only the audio and the frames
+    transcripts = [[c.name, c.chinese, c.english] for c in by_name]
+    transcripts += [[c.name + NOISY_SUFFIX, c.chinese, c.english] for c in noisy]
+    _write_csv(out_dir / "label-transcription.csv", ["name", "chinese", "english"], sorted(transcripts))
     _write_csv(out_dir / "truth" / "test.csv", ["name", "discrete", "valence"], label_rows("test", False))
     _write_csv(out_dir / "truth" / "unlabeled.csv", ["name", "discrete", "valence"],
                label_rows("unlabeled", False))
     counts = {split: sum(c.split == split for c in clips) for split in ("train", "unlabeled", "test")}
+    if cfg.noisy_test:
+        _write_csv(out_dir / "truth" / "test-noisy.csv", ["name", "discrete", "valence"],
+                   [[c.name + NOISY_SUFFIX, EMOTIONS[c.label], f"{c.valence:.2f}"] for c in noisy])
+        counts["test-noisy"] = len(noisy)
     per_class = {
         split: {EMOTIONS[k]: sum(c.split == split and c.label == k for c in clips) for k in range(NUM_CLASSES)}
         for split in ("train", "unlabeled", "test")
@@ -455,15 +485,17 @@ def make_demo_corpus(
 
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     started = time.perf_counter()
+    corruption = noisy_test_corruption(clips, cfg) if cfg.noisy_test and cfg.n_test else None
     if workers == 1 or len(clips) < 32:
-        _write_clips(str(staging), clips, cfg)
+        _write_clips(str(staging), clips, cfg, corruption)
     else:
         # Interleaved chunks keep long and short clips spread over workers; spawn, not fork,
         # because the caller may be a Ray driver with threads running.
         chunks = [clips[i :: workers * 8] for i in range(workers * 8)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            list(pool.map(_write_clips, [str(staging)] * len(chunks), chunks, [cfg] * len(chunks)))
+            list(pool.map(_write_clips, [str(staging)] * len(chunks), chunks, [cfg] * len(chunks),
+                          [corruption] * len(chunks)))
     _write_tables(staging, clips, cfg)
 
     if root.exists():
@@ -471,5 +503,5 @@ def make_demo_corpus(
     os.replace(staging, root)
     elapsed = time.perf_counter() - started
     print(f"demo corpus: {len(clips)} clips ({cfg.n_labeled} labeled, {cfg.n_unlabeled} unlabeled, "
-          f"{cfg.n_test} test) written to {root} in {elapsed:.1f} s with {workers} worker(s)")
+          f"{cfg.n_test} test{' + their noisy copies' if corruption else ''}) written to {root} in {elapsed:.1f} s with {workers} worker(s)")
     return root

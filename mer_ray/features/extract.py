@@ -81,8 +81,11 @@ def _unpack(data: bytes, shape, dtype) -> np.ndarray | None:
 
 
 def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None, crop: str = "center",
-                 need_frames: bool = True, need_audio: bool = True) -> pd.DataFrame:
-    """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception."""
+                 need_frames: bool = True, need_audio: bool = True, corruption=None) -> pd.DataFrame:
+    """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception.
+
+    `corruption` (a `mer_ray.corpus.noise.Corruption`) corrupts each decoded clip, seeded by its
+    name: the "noisy view" of the labeled clips (seed 003's MER-NOISE augmentation)."""
     out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error")}
     boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
     for rec, box in zip(batch.itertuples(index=False), boxes):
@@ -94,6 +97,8 @@ def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None
                 clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size,
                                    crop=crop, face_box=tuple(box) if box is not None else None, want=want)
                 frames, audio = clip.frames, clip.audio
+                if corruption is not None:
+                    frames, audio = corruption.apply(rec.name, frames, audio)
             except MediaError as exc:
                 error = str(exc)
             except Exception as exc:  # a decoder crash on one clip must not end the job
@@ -194,8 +199,9 @@ def plan(manifest: pd.DataFrame, store: FeatureStore, streams: dict[str, str]) -
 
 
 def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractConfig, *,
-                     progress: bool = True) -> ExtractSummary:
-    """Extract every stream in `cfg.streams` for every clip of `manifest` not stored yet."""
+                     progress: bool = True, corruption=None) -> ExtractSummary:
+    """Extract every stream in `cfg.streams` for every clip of `manifest` not stored yet
+    (corrupted by `corruption` right after decoding when given, see `decode_batch`)."""
     start = time.perf_counter()
     summary = ExtractSummary()
     todo = plan(manifest, store, dict(cfg.streams))
@@ -228,7 +234,7 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             .repartition(n_blocks)
             .map_batches(
                 decode_batch,
-                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop,
+                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,
                                need_frames=_needs(modalities, "frames"),
                                need_audio=_needs(modalities, "audio")),
                 batch_format="pandas", batch_size=8, num_cpus=1,

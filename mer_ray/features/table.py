@@ -136,3 +136,47 @@ def load_feature_table(manifest: pd.DataFrame, store: FeatureStore, streams: lis
         norm=norm,
     )
     return table, dropped
+
+
+NOISY_VIEW = "@noisy"   # row `<clip>@noisy` holds the noisy view of clip <clip>
+
+
+def with_noisy_view(table: FeatureTable, store: FeatureStore, views: dict[str, str],
+                    names) -> tuple[FeatureTable, np.ndarray, np.ndarray]:
+    """`table` plus one row `<name>@noisy` per clip of `names` with noisy features stored:
+    stream s of the row is the store's `views[s]` (a corrupted copy, seed 003's MER-NOISE
+    augmentation), or the clean row's where s has no view (transcripts are not corrupted) or the
+    clip has no noisy features for it. Label, valence and split are the clean clip's.
+
+    Noisy features are scaled with the clean stream's statistics: the learners must see them on
+    the clean scale, and they never change that scale (a run's norm.npz stays the clean one).
+    Returns (table, the new rows, the clean row of each)."""
+    noisy = {stream: store.load(view) for stream, view in views.items()}
+    have_view = set().union(*(set(saved[0]) for saved in noisy.values())) if noisy else set()
+    with_view = sorted(set(names) & set(table.names) & have_view)
+    source = table.index_of(with_view)
+    rows = np.arange(len(table), len(table) + len(source), dtype=np.int64)
+    streams, present = {}, {}
+    for stream, matrix in table.streams.items():
+        extra = matrix[source].copy()
+        extra_present = table.present.get(stream, np.ones(len(table), bool))[source].copy()
+        if stream in noisy:
+            stored_names, features = noisy[stream]
+            position = dict(zip(stored_names, range(len(stored_names))))
+            index = np.array([position.get(n, -1) for n in with_view], dtype=np.int64)
+            found = index >= 0
+            shift, scale = table.norm[stream]
+            extra[found] = (features[index[found]] - shift) / scale
+            extra_present[found] = True
+        streams[stream] = np.concatenate([matrix, extra])
+        present[stream] = np.concatenate([table.present.get(stream, np.ones(len(table), bool)), extra_present])
+    grown = FeatureTable(
+        names=np.concatenate([table.names, np.array([n + NOISY_VIEW for n in with_view], dtype=object)]),
+        streams=streams,
+        label=np.concatenate([table.label, table.label[source]]),
+        valence=np.concatenate([table.valence, table.valence[source]]),
+        split=np.concatenate([table.split, table.split[source]]),
+        present=present,
+        norm=table.norm,
+    )
+    return grown, rows, source

@@ -14,7 +14,7 @@ Round r:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState, read_rounds, round_dir, write_json
+from mer_ray.storage import Mirror
 from mer_ray.train import cross_validate, fit_learner, predict_outputs
 
 
@@ -43,6 +44,12 @@ class MiningData:
     test_labels: np.ndarray  # [len(test)] true labels (evaluation only)
     pool_truth: np.ndarray   # [N] true label where known (demo, canaries), else -1: audit only
     canaries: np.ndarray     # labeled rows hidden in the pool: precision on real labels
+    # MER-NOISE (seed 003): corrupted copies of test clips, scored apart from the clean ones
+    noisy_test: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    noisy_test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+NOISY_TEST_KEYS = ("noisy_test_waf", "noisy_test_acc", "noisy_test_uar")
 
 
 def stratified_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int):
@@ -83,6 +90,10 @@ def mining_loop(config: dict) -> None:
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
     my_learners = [i for i in range(len(learners)) if i % world == rank]
     policy = create_policy(cfg.mining)
+    # an object-store run: this node's copy of the run folder, up to date with the bucket
+    mirror = Mirror(config["run_remote"], run_dir) if config.get("run_remote") else None
+    if mirror:
+        mirror.pull(skip=("ray/",))
     state = MiningState.load(run_dir, table.names)
     history = read_rounds(run_dir)
 
@@ -109,7 +120,10 @@ def mining_loop(config: dict) -> None:
                                      mined_labels=state.mined_labels[own], device=device)
             else:
                 fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed, device=device)
-            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, partial / f"{learners[i].name}.pt")
+            weights = partial / f"{learners[i].name}.pt"
+            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, weights)
+            if mirror:   # straight to its final place: rank 0 may be on another node
+                mirror.upload(weights, f"{round_dir(Path(''), r).name}/{weights.name}")
             probs, valence = predict_outputs(fit.model, table, learners[i], device=device)
             local[i] = dict(probs=probs.astype(np.float32), valence=valence, dev_waf=fit.dev_waf,
                             train_size=len(rows), epochs=fit.best_epoch)
@@ -130,6 +144,9 @@ def mining_loop(config: dict) -> None:
             state.commit_round(run_dir, r)
             history.append(metrics)
             write_json(run_dir / "metrics.json", {"rounds": history})
+            if mirror:   # the round's files, then the state.json that names it complete
+                mirror.push_tree(round_dir(Path(""), r).name)
+                mirror.push("metrics.json", "state.json")
             print(format_round(metrics, header=(r == 0)), flush=True)
         else:
             state.complete.append(r)
@@ -197,6 +214,11 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
         metrics["test_waf"] = round(waf(data.test_labels, test_pred), 4)
         metrics["test_acc"] = round(accuracy(data.test_labels, test_pred), 4)
         metrics["test_uar"] = round(uar(data.test_labels, test_pred), 4)
+    if len(data.noisy_test):
+        noisy_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.noisy_test], dev_scores)
+        metrics["noisy_test_waf"] = round(waf(data.noisy_test_labels, noisy_pred), 4)
+        metrics["noisy_test_acc"] = round(accuracy(data.noisy_test_labels, noisy_pred), 4)
+        metrics["noisy_test_uar"] = round(uar(data.noisy_test_labels, noisy_pred), 4)
     return metrics
 
 

@@ -18,18 +18,21 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from mer_ray.config import RunConfig
 from mer_ray.corpus.manifest import read_corpus, write_manifest
+from mer_ray.corpus.noise import Corruption, NoiseBank
 from mer_ray.corpus.truth import read_truth
 from mer_ray.features.extract import extract_features
 from mer_ray.features.store import FeatureStore
-from mer_ray.features.table import load_feature_table, save_norm
+from mer_ray.features.table import NOISY_VIEW, load_feature_table, save_norm, with_noisy_view
 from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import confusion
-from mer_ray.mining.cycle import MiningData, format_round, mining_loop, stratified_split
+from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, format_round, mining_loop, stratified_split
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.state import read_rounds, round_dir, write_json
 from mer_ray.report import write_report
+from mer_ray.storage import Mirror, is_remote, join
 
 DEMO_CACHE = Path(".cache")
+RAY_DIR = "ray"   # Ray Train's own files inside a run folder
 
 
 def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
@@ -39,7 +42,7 @@ def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
     silently reuses a stale corpus."""
     from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
 
-    cfg = DemoCorpusConfig(seed=seed)
+    cfg = DemoCorpusConfig(seed=seed, noisy_test=True)   # + MER-NOISE copies of the test clips
     digest = hashlib.sha1(repr(cfg).encode()).hexdigest()[:8]
     path = root / f"demo-corpus-seed{seed}-{digest}"
     if not (path / "corpus.json").exists():
@@ -57,32 +60,31 @@ def init_ray() -> None:
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fill in the defaults that depend on the machine: corpus, truth, output, store.
 
-    With `storage` (a folder every node mounts at the same path) the store defaults to
-    <storage>/features and a relative `out` to <storage>/runs/<out>: on a cluster the encoder
+    With `storage` (a folder every node mounts at the same path, or an `s3://` / `gs://` URI)
+    the store defaults to <storage>/features and a relative `out` to <storage>/runs/<out>: on a
+    cluster the encoder
     actors, the Ray Train workers and a rerun driver all read and write the same files."""
     storage = check_storage(cfg.storage)
     corpus = Path(cfg.corpus) if cfg.corpus else demo_corpus(cfg.seed)
     truth = cfg.truth or (str(corpus / "truth") if (corpus / "truth").is_dir() else None)
     name = cfg.out or time.strftime("%Y%m%d-%H%M%S")
-    if storage and not Path(name).is_absolute():
-        out = str(storage / "runs" / name)
+    if storage and not (Path(name).is_absolute() or is_remote(name)):
+        out = join(storage, "runs", name)
     else:
         out = cfg.out or str(Path("runs") / name)
-    store = cfg.store or str(storage / "features" if storage else corpus / "features")
+    store = cfg.store or (join(storage, "features") if storage else str(corpus / "features"))
     return dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
 
 
-def check_storage(storage: str | None) -> Path | None:
-    """The shared folder, absolute. Object-store URIs are not read directly (the store, the round
-    state and the resume logic work on files): mount the bucket on every node and pass the mount."""
+def check_storage(storage: str | None) -> str | None:
+    """The shared location: a folder (made absolute) or an object-store URI, checked now so that a
+    typo or missing credentials stop the job before any work, not after the extraction."""
     if not storage:
         return None
-    if "://" in storage:
-        raise ValueError(
-            f"--storage {storage}: give a folder every node sees at the same path, not a URI; "
-            f"mount the bucket on every node first (e.g. `mount-s3 my-bucket /mnt/mer-ray`, see "
-            f"cluster.yaml) or use an NFS / EFS share, then pass --storage /mnt/mer-ray")
-    return Path(storage).resolve()
+    if is_remote(storage):
+        Mirror.of(storage).check()
+        return storage
+    return str(Path(storage).resolve())
 
 
 def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
@@ -98,15 +100,24 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
 
     table, dropped = load_feature_table(manifest, store, sorted(cfg.extract.streams))
     save_norm(table.norm, Path(cfg.out) / "norm.npz")   # jobs/predict.py scales new clips the same way
+    noisy_rows = noisy_source = np.zeros(0, np.int64)
+    if cfg.extract.noisy_view:
+        views = extract_noisy_view(cfg, manifest, store)
+        labeled_names = manifest.loc[manifest["split"] == "train", "name"]
+        table, noisy_rows, noisy_source = with_noisy_view(table, store, views, labeled_names)
     truth = read_truth(cfg.truth)
-    labeled = table.rows("train")
+    labeled = np.setdiff1d(table.rows("train"), noisy_rows)
     train, dev = stratified_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)
     # canaries: labeled clips hidden from training and put in the pool, so pseudo-label
     # precision is measured on real labels too, not only on the demo's truth
     train, canaries = stratified_split(table.label, train, cfg.mining.canary_fraction, cfg.seed + 1)
-    is_test = np.array([n in truth.test for n in table.names])
+    # a noisy view trains only beside its own clean clip: the split is by source clip, so the
+    # dev split (and the canaries) never see a copy of a clip the learners fit on
+    train = np.union1d(train, noisy_rows[np.isin(noisy_source, train)])
+    is_test = np.array([n in truth.held_out for n in table.names])   # clean and noisy test: never mined
     unlabeled = table.split != "train"
-    test = np.flatnonzero(unlabeled & is_test)
+    test = np.flatnonzero(unlabeled & np.array([n in truth.test for n in table.names]))
+    noisy_test = np.flatnonzero(unlabeled & np.array([n in truth.noisy_test for n in table.names]))
     pool_truth = truth.labels(table.names, truth.pool)
     pool_truth[canaries] = table.label[canaries]
     data = MiningData(
@@ -116,14 +127,55 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
         test_labels=truth.labels(table.names[test], truth.test),
         pool_truth=pool_truth,
         canaries=canaries,
+        noisy_test=noisy_test,
+        noisy_test_labels=truth.labels(table.names[noisy_test], truth.noisy_test),
     )
-    print(f"learners fit on {len(train)} labeled clips (+{len(dev)} dev), pool {len(data.pool)} "
-          f"({len(canaries)} canaries), held-out test {len(test)}, left out {len(dropped)}", flush=True)
+    print(f"learners fit on {len(train)} labeled clips{f' ({len(train) - len(noisy_rows)} + their noisy view)' if len(noisy_rows) else ''} "
+          f"(+{len(dev)} dev), pool {len(data.pool)} ({len(canaries)} canaries), held-out test {len(test)}"
+          f"{f' + {len(noisy_test)} noisy' if len(noisy_test) else ''}, left out {len(dropped)}", flush=True)
     return data, manifest
+
+
+def extract_noisy_view(cfg: RunConfig, manifest: pd.DataFrame, store: FeatureStore) -> dict[str, str]:
+    """Seed 003's MER-NOISE augmentation: extract the labeled clips once more, corrupted right
+    after decoding, into sibling streams `<stream>@noisy-<recipe>` of every audio / video stream
+    (transcripts are not corrupted). Returns {stream: its noisy stream}."""
+    from mer_ray.encoders import encoder_modality
+
+    if cfg.mining.folds >= 2:
+        raise ValueError("extract.noisy_view does not work with mining.folds >= 2: a clip's noisy copy "
+                         "would sit in another fold and validate on its own clean copy; use the dev split "
+                         "(folds: 0) or turn noisy_view off")
+    labeled = manifest[manifest["split"] == "train"]
+    videos = [v for v in labeled["video"] if isinstance(v, str)]
+    noise = (NoiseBank.from_folder(cfg.extract.noise_dir) if cfg.extract.noise_dir
+             else NoiseBank.babble_from_clips(videos, seed=cfg.seed))
+    corruption = Corruption(noise, seed=cfg.seed)
+    views = {}
+    for stream, spec in cfg.extract.streams.items():
+        try:
+            modality = encoder_modality(spec)
+        except KeyError as err:
+            raise ValueError(f"extract.noisy_view re-extracts stream {stream!r} from corrupted clips, but "
+                             f"{spec!r} is not an encoder mer-ray runs ({err}); turn noisy_view off") from None
+        if modality != "text":
+            views[stream] = f"{stream}{NOISY_VIEW}-{corruption.digest()}"
+    view_cfg = dataclasses.replace(cfg.extract, streams={views[s]: cfg.extract.streams[s] for s in views})
+    summary = extract_features(labeled, store, view_cfg, corruption=corruption)
+    print(f"noisy view ({noise.source}, SNR {corruption.snr_range[0]:g}-{corruption.snr_range[1]:g} dB, "
+          f"r in {list(corruption.factors)}): {summary.line()}", flush=True)
+    return views
 
 
 def run_cyclic_mining(cfg: RunConfig) -> Path:
     cfg = resolve(cfg)
+    # An object-store run works on a local mirror of its folder: pulled first (a rerun resumes
+    # from the bucket's rounds), each round pushed by the workers as it completes, the rest at the end.
+    mirror = Mirror.of(cfg.out) if is_remote(cfg.out) else None
+    if mirror:
+        pulled = mirror.pull(skip=(RAY_DIR + "/",))
+        print(f"run {cfg.out}: {pulled} files pulled into {mirror.local}", flush=True)
+    remote, cfg = cfg.out, (dataclasses.replace(cfg, out=str(mirror.local)) if mirror else cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     print("mer-ray cyclic mining, config:\n" + cfg.dumps(), flush=True)
@@ -138,29 +190,38 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     # The driver keeps names, splits and labels only: the feature matrices now live in the
     # object store, and a second copy here would double the run's peak memory at MER scale.
     data = dataclasses.replace(data, table=dataclasses.replace(data.table, streams={}))
-    train(cfg, data_ref)
+    train(cfg, data_ref, remote=remote if mirror else None)
+    if mirror:
+        mirror.pull(skip=(RAY_DIR + "/",))   # the checkpoints of learners trained on other nodes
     final = finalize(cfg, data)
     if cfg.baselines:
         run_baselines(cfg, data, data_ref)
     report = write_report(out)
     print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  UAR {final['test_uar']}; "
           f"mined {final['mined_total']} clips")
+    if final.get("noisy_test_waf") is not None:
+        print(f"noisy test (MER-NOISE): WAF {final['noisy_test_waf']}  ACC {final['noisy_test_acc']}  "
+              f"UAR {final['noisy_test_uar']}")
+    if mirror:
+        mirror.push_tree(last=("state.json",))
+        print(f"uploaded to {remote}", flush=True)
     print(f"outputs in {out}: predictions.csv, metrics.json, {report.name}, round-*/ "
           f"(vote tables, checkpoints)")
     return out
 
 
-def train(cfg: RunConfig, data_ref) -> None:
-    """All mining rounds in one Ray Train run (resumes after the last complete round)."""
+def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
+    """All mining rounds in one Ray Train run (resumes after the last complete round).
+    `remote`: the object-store folder the run's local copy mirrors (the workers upload each round)."""
     out = Path(cfg.out)
     trainer = TorchTrainer(
         mining_loop,
-        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=data_ref),
+        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), run_remote=remote, data=data_ref),
         scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
         # the workers only swap small CPU objects (predictions): gloo, also on GPU workers
         torch_config=TorchConfig(backend="gloo"),
         run_config=TrainRunConfig(
-            name="mining", storage_path=str((out / "ray").resolve()),
+            name="mining", storage_path=join(remote, RAY_DIR) if remote else str((out / RAY_DIR).resolve()),
             # a worker that dies restarts the group, which resumes from the last complete round
             failure_config=FailureConfig(max_failures=2),
         ),
@@ -175,7 +236,8 @@ def run_baselines(cfg: RunConfig, data: MiningData, data_ref) -> None:
     out = Path(cfg.out)
     metrics = json.loads((out / "metrics.json").read_text())
     round0 = metrics["rounds"][0]
-    baselines = {"labeled-only": {"final": {k: round0.get(k) for k in ("test_waf", "test_acc", "test_uar")}}}
+    baselines = {"labeled-only": {"final": {k: round0.get(k) for k in ("test_waf", "test_acc", "test_uar",
+                                                                       *NOISY_TEST_KEYS)}}}
     self_training = dataclasses.replace(
         cfg, out=str(out / "baselines" / "self-training"), learners=cfg.learners[:1], train_workers=0,
         mining=dataclasses.replace(cfg.mining, policy=("confidence",)), baselines=False)
@@ -211,6 +273,7 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
 
     # the final ensemble is the last round's: its test scores are already in that round's metrics
     final = {k: rounds[-1][k] for k in ("test_waf", "test_acc", "test_uar")}
+    final.update({k: rounds[-1][k] for k in NOISY_TEST_KEYS if k in rounds[-1]})
     if len(data.test):
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores)
         final["confusion"] = confusion(data.test_labels, test_pred).tolist()
