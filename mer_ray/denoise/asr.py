@@ -119,8 +119,11 @@ class WhisperASR(ASR):
         options: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
         if self.language:
             options.update(language=self.language, task="transcribe")
+        # Whisper attends to its whole window, the silence padded after short audio included (as
+        # in training); saying so explicitly also stops transformers guessing a mask per call
+        mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            ids = self.model.generate(features.to(self.device, dtype), **options)
+            ids = self.model.generate(features.to(self.device, dtype), attention_mask=mask, **options)
         return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
 
     def info(self) -> dict[str, Any]:
