@@ -42,7 +42,7 @@ from mer_ray.corpus.manifest import COLUMNS
 from mer_ray.corpus.media import MediaError, decode_clip
 from mer_ray.labels import EMOTIONS
 
-from .rule import THRESHOLD, choose_track, transcript_similarity
+from .rule import THRESHOLD, decide
 
 __all__ = ["DenoiseConfig", "DenoiseSummary", "Denoiser", "denoise_corpus", "read_decisions", "write_wav"]
 
@@ -123,8 +123,7 @@ class Denoiser:
             if clip_texts is None:
                 continue
             template, transcripts = clip_texts[0], clip_texts[1:]
-            similarities = [transcript_similarity(text, template) for text in transcripts]
-            track = choose_track(similarities, self.threshold)
+            track, similarities = decide(template, transcripts, self.threshold)
             decisions.append(ClipDecision(name, track, similarities, template, transcripts,
                                           audio=None if track is None else tracks[track]))
         return decisions, errors
