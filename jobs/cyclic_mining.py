@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--corpus", help="MER 2024/2025 folder or manifest CSV (default: the demo corpus)")
     p.add_argument("--truth", help="folder with test.csv / unlabeled.csv (default: <corpus>/truth)")
     p.add_argument("--out", help="output folder (default: runs/<timestamp>); reuse it to resume")
-    p.add_argument("--store", help="feature store folder (default: <corpus>/features)")
-    p.add_argument("--storage", help="cluster runs: a folder every node mounts (NFS, EFS, a mounted "
-                                     "bucket); the store goes to <storage>/features, a relative --out "
+    p.add_argument("--store", help="feature store folder or s3:// URI (default: <corpus>/features)")
+    p.add_argument("--storage", help="cluster runs: a folder every node mounts (NFS, EFS) or an s3:// "
+                                     "or gs:// URI; the store goes to <storage>/features, a relative --out "
                                      "to <storage>/runs/<out>, with Ray Train's files")
     p.add_argument("--learners", help="YAML with a `learners:` list (e.g. from jobs/tune_learners.py)")
     p.add_argument("--rounds", type=int, help="mining rounds after round 0")

@@ -82,11 +82,6 @@ def test_storage_holds_the_store_and_the_runs(tmp_path):
     assert cfg.out == "semi" and cfg.store == str(tmp_path / "corpus" / "features")
 
 
-def test_storage_uri_is_refused_with_a_mount_hint(tmp_path):
-    with pytest.raises(ValueError, match="mount"):
-        resolve(RunConfig(corpus=str(tmp_path), storage="s3://bucket/mer-ray"))
-
-
 # -- cluster.yaml ----------------------------------------------------------------------------------
 
 def _prepared_cluster_config() -> dict:

@@ -125,8 +125,8 @@ class EncodeAndStore:
     """Encoder stage: runs every stream's encoder on a batch and writes one part per stream."""
 
     def __init__(self, store_root: str, streams: dict[str, str], todo: dict[str, list[str]],
-                 torch_threads: int | None = 1):
-        self.store = FeatureStore(store_root)
+                 torch_threads: int | None = 1, store_cache: str | None = None):
+        self.store = FeatureStore(store_root, cache=store_cache)
         self.encoders = {stream: create_encoder(spec) for stream, spec in streams.items()}
         if torch_threads and "torch" in sys.modules:   # light encoders never import torch (seconds)
             sys.modules["torch"].set_num_threads(torch_threads)  # one actor per core: no oversubscription
@@ -137,6 +137,7 @@ class EncodeAndStore:
             tmp = folder / f".{INFO_FILE}.{os.getpid()}.tmp"
             tmp.write_text(json.dumps(encoder.info()))
             os.replace(tmp, folder / INFO_FILE)
+            self.store._uploaded(folder / INFO_FILE)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         inputs = {
@@ -204,6 +205,7 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
     (corrupted by `corruption` right after decoding when given, see `decode_batch`)."""
     start = time.perf_counter()
     summary = ExtractSummary()
+    store.sync()   # a remote store: what earlier runs and other nodes uploaded counts as done
     todo = plan(manifest, store, dict(cfg.streams))
     pending = sorted(set().union(*todo.values())) if todo else []
     summary.clips = len(pending)
@@ -225,6 +227,17 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             # never ask for more GPU actors than the cluster has now (an autoscaling cluster
             # with no GPU node yet keeps the configured number and scales up for it)
             actors = min(actors, int(ray.cluster_resources()["GPU"] // gpus))
+        if gpus:
+            # GPU actors: PyAV decodes in CPU tasks so that a GPU never waits for a decoder
+            decode_resources = dict(num_cpus=1)
+            encode_resources = dict(num_cpus=1, num_gpus=gpus)
+        else:
+            # CPU only: both stages ask for the same resources, so Ray Data fuses them and each
+            # actor decodes its own batch. A separate decode stage only adds work here: every
+            # decoded clip (~0.3 MB) would cross the object store, and decode tasks and actors
+            # would share the same cores with idle gaps between them (measured in
+            # benchmarks/extraction.py).
+            decode_resources = encode_resources = dict(num_cpus=1)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress and ctx.enable_progress_bars
         # a small manifest arrives as one block: split it so decode runs in parallel
@@ -237,18 +250,17 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
                 fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,
                                need_frames=_needs(modalities, "frames"),
                                need_audio=_needs(modalities, "audio")),
-                batch_format="pandas", batch_size=8, num_cpus=1,
+                batch_format="pandas", batch_size=8, **decode_resources,
             )
             .map_batches(
                 EncodeAndStore,
-                fn_constructor_kwargs=dict(store_root=str(store.root), streams=dict(cfg.streams), todo=todo,
+                fn_constructor_kwargs=dict(store_root=store.location, store_cache=str(store.root), streams=dict(cfg.streams), todo=todo,
                                            torch_threads=None if gpus else 1),
                 batch_format="pandas", batch_size=cfg.batch_size,
                 # start the whole pool at once: an actor's start (imports, weights) takes
                 # seconds and overlaps the first decodes only if it begins right away
                 compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors),
-                # fractional CPU for CPU actors: they sit idle while waiting for decoded clips
-                num_gpus=gpus, num_cpus=0.5 if not gpus else 1,
+                **encode_resources,
             )
         )
         errors: dict[str, list[dict]] = {s: [] for s in cfg.streams}
@@ -263,6 +275,7 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
                 else:
                     summary.quarantined[f"{rec.stream}: {_reason(rec.message)}"] += 1
         summary.stats = ds.stats()
+        store.sync()   # parts written by actors on other nodes
         for stream, records in errors.items():
             store.write_errors(stream, records)
     for stream, spec in cfg.streams.items():

@@ -6,6 +6,10 @@
 
 A part file is written under a temporary name and renamed once complete, so a killed run never
 leaves half a part, and a rerun only does the names not stored yet.
+
+The root may be an object-store URI (`s3://bucket/features`): the store then works on a local
+mirror (`mer_ray.storage`), uploads every file it completes, and `sync()` pulls the files other
+nodes wrote.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import mer_ray
+from mer_ray.storage import Mirror, is_remote
 
 ERROR_COLUMNS = ("name", "stage", "message")
 
@@ -31,8 +36,22 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
 
 
 class FeatureStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, *, cache: str | Path | None = None):
+        """`cache`: the local copy of a remote store (default: under MER_RAY_CACHE)."""
+        self.mirror = None
+        if is_remote(root):
+            self.mirror = Mirror(str(root), Path(cache)) if cache else Mirror.of(str(root))
+        self.root = self.mirror.local if self.mirror else Path(root)
+        self.location = str(root)   # what every process opens (the URI of a remote store)
+
+    def sync(self) -> int:
+        """Pull the files other nodes uploaded (remote stores; a no-op on a shared folder)."""
+        return self.mirror.pull() if self.mirror else 0
+
+    def _uploaded(self, path: Path) -> Path:
+        if self.mirror:
+            self.mirror.push(path)
+        return path
 
     def folder(self, stream: str) -> Path:
         return self.root / stream
@@ -58,7 +77,7 @@ class FeatureStore:
         table = pa.table({"name": pa.array(names, pa.string()), "feature": column})
         path = folder / f"part-{digest}.parquet"
         _atomic_write_table(table, path)
-        return path
+        return self._uploaded(path)
 
     def write_errors(self, stream: str, records: list[dict]) -> None:
         """Quarantined clips: merged with earlier errors, minus clips that have features now."""
@@ -71,6 +90,7 @@ class FeatureStore:
         rows = [by_name[n] for n in sorted(by_name)]
         table = pa.table({c: pa.array([str(r[c]) for r in rows], pa.string()) for c in ERROR_COLUMNS})
         _atomic_write_table(table, folder / "errors.parquet")
+        self._uploaded(folder / "errors.parquet")
 
     def write_meta(self, stream: str, info: dict) -> None:
         meta = {**info, "stream": stream, "count": len(self.stored_names(stream)),
@@ -80,6 +100,7 @@ class FeatureStore:
         tmp = folder / ".meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, folder / "meta.json")
+        self._uploaded(folder / "meta.json")
 
     # -- reading ---------------------------------------------------------------------------
     def meta(self, stream: str) -> dict:

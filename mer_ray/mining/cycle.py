@@ -29,6 +29,7 @@ from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
 from mer_ray.mining.state import MiningState, read_rounds, round_dir, write_json
+from mer_ray.storage import Mirror
 from mer_ray.train import cross_validate, fit_learner, predict_outputs
 
 
@@ -89,6 +90,10 @@ def mining_loop(config: dict) -> None:
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
     my_learners = [i for i in range(len(learners)) if i % world == rank]
     policy = create_policy(cfg.mining)
+    # an object-store run: this node's copy of the run folder, up to date with the bucket
+    mirror = Mirror(config["run_remote"], run_dir) if config.get("run_remote") else None
+    if mirror:
+        mirror.pull(skip=("ray/",))
     state = MiningState.load(run_dir, table.names)
     history = read_rounds(run_dir)
 
@@ -115,7 +120,10 @@ def mining_loop(config: dict) -> None:
                                      mined_labels=state.mined_labels[own], device=device)
             else:
                 fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed, device=device)
-            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, partial / f"{learners[i].name}.pt")
+            weights = partial / f"{learners[i].name}.pt"
+            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, weights)
+            if mirror:   # straight to its final place: rank 0 may be on another node
+                mirror.upload(weights, f"{round_dir(Path(''), r).name}/{weights.name}")
             probs, valence = predict_outputs(fit.model, table, learners[i], device=device)
             local[i] = dict(probs=probs.astype(np.float32), valence=valence, dev_waf=fit.dev_waf,
                             train_size=len(rows), epochs=fit.best_epoch)
@@ -136,6 +144,9 @@ def mining_loop(config: dict) -> None:
             state.commit_round(run_dir, r)
             history.append(metrics)
             write_json(run_dir / "metrics.json", {"rounds": history})
+            if mirror:   # the round's files, then the state.json that names it complete
+                mirror.push_tree(round_dir(Path(""), r).name)
+                mirror.push("metrics.json", "state.json")
             print(format_round(metrics, header=(r == 0)), flush=True)
         else:
             state.complete.append(r)

@@ -21,6 +21,7 @@ from mer_ray.features.table import load_feature_table, load_norm
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.run import init_ray, write_predictions
 from mer_ray.mining.state import read_rounds, round_dir
+from mer_ray.storage import Mirror, is_remote
 from mer_ray.train import build_model, predict_outputs
 
 
@@ -28,6 +29,10 @@ def predict_with_run(run_dir: str | Path, corpus: str | Path, out: str | Path, *
                      store: str | Path | None = None) -> Path:
     import yaml
 
+    if is_remote(run_dir):   # a run kept in an object store: its local copy, brought up to date
+        mirror = Mirror.of(str(run_dir))
+        mirror.pull(skip=("ray/",))
+        run_dir = mirror.local
     run_dir, out = Path(run_dir), Path(out)
     cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     metrics = read_rounds(run_dir)[-1]
@@ -35,6 +40,7 @@ def predict_with_run(run_dir: str | Path, corpus: str | Path, out: str | Path, *
 
     manifest = read_corpus(corpus)
     store = FeatureStore(store or cfg.store)
+    store.sync()
     missing = set(manifest["name"]) - set.intersection(*(store.stored_names(s) for s in cfg.extract.streams))
     if missing:
         init_ray()

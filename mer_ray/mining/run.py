@@ -29,8 +29,10 @@ from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, format_round, mini
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.state import read_rounds, round_dir, write_json
 from mer_ray.report import write_report
+from mer_ray.storage import Mirror, is_remote, join
 
 DEMO_CACHE = Path(".cache")
+RAY_DIR = "ray"   # Ray Train's own files inside a run folder
 
 
 def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
@@ -58,32 +60,31 @@ def init_ray() -> None:
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fill in the defaults that depend on the machine: corpus, truth, output, store.
 
-    With `storage` (a folder every node mounts at the same path) the store defaults to
-    <storage>/features and a relative `out` to <storage>/runs/<out>: on a cluster the encoder
+    With `storage` (a folder every node mounts at the same path, or an `s3://` / `gs://` URI)
+    the store defaults to <storage>/features and a relative `out` to <storage>/runs/<out>: on a
+    cluster the encoder
     actors, the Ray Train workers and a rerun driver all read and write the same files."""
     storage = check_storage(cfg.storage)
     corpus = Path(cfg.corpus) if cfg.corpus else demo_corpus(cfg.seed)
     truth = cfg.truth or (str(corpus / "truth") if (corpus / "truth").is_dir() else None)
     name = cfg.out or time.strftime("%Y%m%d-%H%M%S")
-    if storage and not Path(name).is_absolute():
-        out = str(storage / "runs" / name)
+    if storage and not (Path(name).is_absolute() or is_remote(name)):
+        out = join(storage, "runs", name)
     else:
         out = cfg.out or str(Path("runs") / name)
-    store = cfg.store or str(storage / "features" if storage else corpus / "features")
+    store = cfg.store or (join(storage, "features") if storage else str(corpus / "features"))
     return dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
 
 
-def check_storage(storage: str | None) -> Path | None:
-    """The shared folder, absolute. Object-store URIs are not read directly (the store, the round
-    state and the resume logic work on files): mount the bucket on every node and pass the mount."""
+def check_storage(storage: str | None) -> str | None:
+    """The shared location: a folder (made absolute) or an object-store URI, checked now so that a
+    typo or missing credentials stop the job before any work, not after the extraction."""
     if not storage:
         return None
-    if "://" in storage:
-        raise ValueError(
-            f"--storage {storage}: give a folder every node sees at the same path, not a URI; "
-            f"mount the bucket on every node first (e.g. `mount-s3 my-bucket /mnt/mer-ray`, see "
-            f"cluster.yaml) or use an NFS / EFS share, then pass --storage /mnt/mer-ray")
-    return Path(storage).resolve()
+    if is_remote(storage):
+        Mirror.of(storage).check()
+        return storage
+    return str(Path(storage).resolve())
 
 
 def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
@@ -168,6 +169,13 @@ def extract_noisy_view(cfg: RunConfig, manifest: pd.DataFrame, store: FeatureSto
 
 def run_cyclic_mining(cfg: RunConfig) -> Path:
     cfg = resolve(cfg)
+    # An object-store run works on a local mirror of its folder: pulled first (a rerun resumes
+    # from the bucket's rounds), each round pushed by the workers as it completes, the rest at the end.
+    mirror = Mirror.of(cfg.out) if is_remote(cfg.out) else None
+    if mirror:
+        pulled = mirror.pull(skip=(RAY_DIR + "/",))
+        print(f"run {cfg.out}: {pulled} files pulled into {mirror.local}", flush=True)
+    remote, cfg = cfg.out, (dataclasses.replace(cfg, out=str(mirror.local)) if mirror else cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     print("mer-ray cyclic mining, config:\n" + cfg.dumps(), flush=True)
@@ -182,7 +190,9 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     # The driver keeps names, splits and labels only: the feature matrices now live in the
     # object store, and a second copy here would double the run's peak memory at MER scale.
     data = dataclasses.replace(data, table=dataclasses.replace(data.table, streams={}))
-    train(cfg, data_ref)
+    train(cfg, data_ref, remote=remote if mirror else None)
+    if mirror:
+        mirror.pull(skip=(RAY_DIR + "/",))   # the checkpoints of learners trained on other nodes
     final = finalize(cfg, data)
     if cfg.baselines:
         run_baselines(cfg, data, data_ref)
@@ -192,22 +202,26 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     if final.get("noisy_test_waf") is not None:
         print(f"noisy test (MER-NOISE): WAF {final['noisy_test_waf']}  ACC {final['noisy_test_acc']}  "
               f"UAR {final['noisy_test_uar']}")
+    if mirror:
+        mirror.push_tree(last=("state.json",))
+        print(f"uploaded to {remote}", flush=True)
     print(f"outputs in {out}: predictions.csv, metrics.json, {report.name}, round-*/ "
           f"(vote tables, checkpoints)")
     return out
 
 
-def train(cfg: RunConfig, data_ref) -> None:
-    """All mining rounds in one Ray Train run (resumes after the last complete round)."""
+def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
+    """All mining rounds in one Ray Train run (resumes after the last complete round).
+    `remote`: the object-store folder the run's local copy mirrors (the workers upload each round)."""
     out = Path(cfg.out)
     trainer = TorchTrainer(
         mining_loop,
-        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), data=data_ref),
+        train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), run_remote=remote, data=data_ref),
         scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
         # the workers only swap small CPU objects (predictions): gloo, also on GPU workers
         torch_config=TorchConfig(backend="gloo"),
         run_config=TrainRunConfig(
-            name="mining", storage_path=str((out / "ray").resolve()),
+            name="mining", storage_path=join(remote, RAY_DIR) if remote else str((out / RAY_DIR).resolve()),
             # a worker that dies restarts the group, which resumes from the last complete round
             failure_config=FailureConfig(max_failures=2),
         ),
