@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mean_seconds_per_epoch": round(float(np.mean([e["seconds"] for e in epochs])), 2),
         "images_per_s_per_worker": [e["images_per_s_per_worker"] for e in epochs],
         "frame_cache_decode_seconds": adapted.frame_cache["decode_seconds"],
+        "frames_to_object_store_seconds": adapted.frame_cache["dataset_seconds"],
         "pretrain_seconds_total": round(pretrain_seconds, 1),
         "extraction_seconds": round(summary.seconds, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": None},

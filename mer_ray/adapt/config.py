@@ -33,6 +33,9 @@ class PretrainConfig:
     crop: str = "center"          # "center" | "none", as in feature extraction
     face_boxes: str | None = None  # CSV name,left,top,width,height: face-cropped frames (seed 000)
     frame_cache: str | None = None  # decoded-frame Parquet cache; None: <out>/frames
+    # keep the decoded frames in Ray's object store across epochs instead of re-reading the
+    # Parquet cache each epoch; None: when they fill at most a third of the object store
+    frames_in_memory: bool | None = None
     epochs: int = 5
     batch_size: int = 64          # clips per step per worker
     lr: float = 1e-3              # AdamW peak learning rate (cosine decay after a linear warm-up)

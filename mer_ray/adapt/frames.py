@@ -63,6 +63,9 @@ class FrameCache:
     def cached_names(self) -> set[str]:
         return {n for part in self.parts() for n in pq.read_table(part, columns=["name"])["name"].to_pylist()}
 
+    def nbytes(self) -> int:
+        return sum(Path(p).stat().st_size for p in self.parts())
+
     def skipped(self) -> dict[str, str]:
         path = self.root / "skipped.json"
         return json.loads(path.read_text()) if path.exists() else {}
@@ -138,14 +141,24 @@ def _to_array(batch: dict, *, shape: tuple[int, ...], names: frozenset[str] | No
     return {"frames": np.stack(frames) if frames else np.zeros((0, *shape), np.uint8)}
 
 
-def frames_dataset(cache: FrameCache, names: list[str] | None = None) -> ray.data.Dataset:
+def frames_dataset(cache: FrameCache, names: list[str] | None = None, *,
+                   in_memory: bool | None = None) -> ray.data.Dataset:
     """The cache as a Ray Dataset of {"frames": uint8 [T, S, S, 3]} rows, one per clip; only the
-    clips in `names` when given (a cache shared by runs over different splits holds more)."""
+    clips in `names` when given (a cache shared by runs over different splits holds more).
+
+    `in_memory` materialises it in the object store once, so that the epochs iterate blocks
+    already in memory: re-reading and unpacking the Parquet parts every epoch cost the demo's
+    tiny MAE 3x its compute (benchmarks/mae_adaptation.py). None: when the frames fill at most a
+    third of the object store (MER-scale caches stream from Parquet instead).
+    """
     parts = cache.parts()
     if not parts:
         raise ValueError(f"frame cache {cache.root} is empty: no clip could be decoded "
                          f"(see {cache.root / 'skipped.json'})")
     wanted = None if names is None or set(names) >= cache.cached_names() else frozenset(names)
-    return (ray.data.read_parquet(parts, columns=["name", "frames"])
-            .map_batches(_to_array, fn_kwargs=dict(shape=cache.settings.shape, names=wanted),
-                         batch_format="numpy"))
+    ds = (ray.data.read_parquet(parts, columns=["name", "frames"])
+          .map_batches(_to_array, fn_kwargs=dict(shape=cache.settings.shape, names=wanted),
+                       batch_format="numpy"))
+    if in_memory is None:
+        in_memory = cache.nbytes() <= ray.cluster_resources().get("object_store_memory", 0) / 3
+    return ds.materialize() if in_memory else ds

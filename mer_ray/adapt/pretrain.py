@@ -47,7 +47,7 @@ class PretrainResult:
     encoder: Path              # <out>/encoder, the adapted encoder
     spec: str                  # its encoder spec, e.g. hf-image:/abs/out/encoder
     history: list[dict]        # per epoch: epoch, loss, clips, images, seconds, images_per_s_per_worker, resumed_from
-    frame_cache: dict          # decoded / skipped / cached clip counts and the decode seconds
+    frame_cache: dict          # decoded / skipped / cached clip counts, decode and dataset seconds
 
 
 def _lr(cfg: PretrainConfig, progress: float) -> float:
@@ -197,11 +197,14 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     print(f"frame cache {cache.root}: {counts['decoded']} clips decoded now, {counts['cached']} cached, "
           f"{counts['skipped']} skipped (reasons in skipped.json) in {counts['decode_seconds']} s", flush=True)
     names = sorted(set(clips["name"]) - set(cache.skipped()))
+    started = time.perf_counter()
+    dataset = frames_dataset(cache, names, in_memory=cfg.frames_in_memory)
+    counts["dataset_seconds"] = round(time.perf_counter() - started, 3)   # materialising, when in memory
 
     trainer = TorchTrainer(
         pretrain_loop,
         train_loop_config=dict(pretrain=cfg.to_dict(), clips=len(names)),
-        datasets={"train": frames_dataset(cache, names)},
+        datasets={"train": dataset},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker,
                                                            **({"GPU": 1} if cfg.use_gpu else {})}),
