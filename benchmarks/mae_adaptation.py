@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
         "frames_to_object_store_seconds": adapted.frame_cache["dataset_seconds"],
         "pretrain_seconds_total": round(pretrain_seconds, 1),
         "extraction_seconds": round(summary.seconds, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": None},
+        # other jobs on the machine slow every timing here: the 1-minute load average at the end
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": None,
+                    "load_average_1min": round(os.getloadavg()[0], 1)},
         "command": "python benchmarks/mae_adaptation.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
     }
     print(f"\nencoder  dev WAF  test WAF   (labeled-only concat-MLP on the video stream, mean of {len(seeds)} seeds)")
