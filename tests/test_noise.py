@@ -180,7 +180,7 @@ def test_noisy_view_adds_training_rows_that_never_reach_dev_or_the_pool(ray_sess
     from mer_ray.features.table import NOISY_VIEW
     from mer_ray.mining.run import prepare_data, resolve
 
-    streams = {"audio": "logmel-stats", "video": "frame-stats", "text": "text-bow"}
+    streams = {"audio": "logmel-stats", "text": "text-bow"}   # one corrupted stream, one not: enough, and fast
     cfg = resolve(RunConfig(corpus=str(noisy_demo), out=str(tmp_path / "run"), store=str(tmp_path / "store"),
                             mining=MiningConfig(dev_fraction=0.3),
                             extract=ExtractConfig(streams=streams, noisy_view=True)))
