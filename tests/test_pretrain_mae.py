@@ -124,3 +124,16 @@ def test_adapted_encoder_loads_through_hf_image_with_every_patch_visible(runs, t
     before = kind.export(kind.build(PretrainConfig(init=str(tiny_mae))), second.encoder.parent / "before")
     initial = create_encoder(kind.encoder_spec(before), pooling="last").encode(list(frames))
     assert np.abs(features - initial).max() > 1e-4
+
+
+def test_a_frame_cache_made_with_other_decoding_settings_is_refused(tmp_path):
+    from mer_ray.adapt.frames import FrameCache, FrameSettings
+
+    FrameCache(tmp_path / "frames", FrameSettings(num_frames=16, side=64))
+    with pytest.raises(ValueError, match="frame cache .*frames.* another --frame-cache folder"):
+        FrameCache(tmp_path / "frames", FrameSettings(num_frames=16, side=224))
+
+
+def test_an_init_folder_without_a_saved_model_says_how_to_get_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json.*huggingface-cli download facebook/vit-mae-base"):
+        create_mae_kind("image-mae").build(PretrainConfig(init=str(tmp_path)))

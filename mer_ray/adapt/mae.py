@@ -28,7 +28,7 @@ from mer_ray.registry import Registry
 
 from .config import PretrainConfig
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAE_KINDS", "SIZES", "ImageMAE", "MAEKind", "VideoMAE",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAE_KINDS", "SIZES", "ImageMAE", "MAEKind", "VideoMAE", "unwrap",
            "create_mae_kind", "tube_mask"]
 
 # ImageNet statistics: VideoMAEForPreTraining un-normalises its inputs with them to build its
@@ -53,7 +53,7 @@ def create_mae_kind(name: str) -> "MAEKind":
     return MAE_KINDS.create(name)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DDP wrapper (Ray Train's prepare_model wraps it when world > 1)."""
     return getattr(model, "module", model)
 
@@ -112,7 +112,7 @@ class MAEKind:
         raise NotImplementedError
 
     def image_size(self, model: nn.Module) -> int:
-        return int(_unwrap(model).config.image_size)
+        return int(unwrap(model).config.image_size)
 
     def loss(self, model: nn.Module, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Reconstruction loss of a batch of clips' frames, uint8 [B, T, S, S, 3] on the model's device."""
@@ -178,14 +178,14 @@ class ImageMAE(MAEKind):
         flip = torch.rand(batch, generator=generator).to(frames.device) < 0.5   # MAE's only other augmentation
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(2), images)
         side = self.image_size(model)
-        patches = (side // _unwrap(model).config.patch_size) ** 2
+        patches = (side // unwrap(model).config.patch_size) ** 2
         # the masking noise comes from our generator, not the global RNG: seeded and per rank
         noise = torch.rand(batch, patches, generator=generator).to(frames.device)
         return model(pixel_values=_normalise(images), noise=noise).loss
 
     def export(self, model, folder, *, provenance=None):
         folder = Path(folder)
-        encoder = _unwrap(model).vit
+        encoder = unwrap(model).vit
         encoder.save_pretrained(str(folder))
         # ViTMAEModel masks at config.mask_ratio on every forward, also at inference: the saved
         # encoder must see every patch. (At 0 it still shuffles the token order, which the mean
@@ -213,10 +213,10 @@ class VideoMAE(MAEKind):
         return model
 
     def images_per_clip(self, model: nn.Module) -> int:
-        return int(_unwrap(model).config.num_frames)
+        return int(unwrap(model).config.num_frames)
 
     def loss(self, model, frames, generator):
-        config = _unwrap(model).config
+        config = unwrap(model).config
         batch, count = frames.shape[:2]
         if count != config.num_frames:   # the cache may hold more or fewer frames than the model takes
             index = torch.from_numpy(np.linspace(0, count - 1, config.num_frames).round().astype(np.int64))
@@ -228,7 +228,7 @@ class VideoMAE(MAEKind):
 
     def export(self, model, folder, *, provenance=None):
         folder = Path(folder)
-        encoder = _unwrap(model).videomae      # VideoMAEModel: no masking without bool_masked_pos
+        encoder = unwrap(model).videomae      # VideoMAEModel: no masking without bool_masked_pos
         encoder.save_pretrained(str(folder))
         self._write_extras(folder, int(encoder.config.image_size), provenance)
         return folder

@@ -35,7 +35,7 @@ from mer_ray.corpus.manifest import read_corpus
 
 from .config import PretrainConfig
 from .frames import FrameCache, FrameSettings, build_frame_cache, frames_dataset
-from .mae import MAEKind, _unwrap, create_mae_kind
+from .mae import MAEKind, create_mae_kind, unwrap
 
 __all__ = ["PretrainResult", "pretrain_loop", "pretrain_mae"]
 
@@ -84,7 +84,7 @@ def _restore(model: torch.nn.Module) -> tuple[int, list[dict], dict | None]:
 
 def _save(folder: Path, kind: MAEKind, model, optimizer, epoch: int, history: list[dict],
           cfg: PretrainConfig) -> None:
-    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch}, folder / "state.pt")
     (folder / "history.json").write_text(json.dumps(history, indent=1))
     kind.export(model, folder / "encoder", provenance=dict(
