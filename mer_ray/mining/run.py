@@ -130,7 +130,8 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
         noisy_test=noisy_test,
         noisy_test_labels=truth.labels(table.names[noisy_test], truth.noisy_test),
     )
-    print(f"learners fit on {len(train)} labeled clips{f' ({len(train) - len(noisy_rows)} + their noisy view)' if len(noisy_rows) else ''} "
+    views_in_train = len(np.intersect1d(train, noisy_rows))
+    print(f"learners fit on {len(train)} labeled clips{f' ({len(train) - views_in_train} + their noisy views)' if views_in_train else ''} "
           f"(+{len(dev)} dev), pool {len(data.pool)} ({len(canaries)} canaries), held-out test {len(test)}"
           f"{f' + {len(noisy_test)} noisy' if len(noisy_test) else ''}, left out {len(dropped)}", flush=True)
     return data, manifest
