@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     run = args.work / "run"
     if not args.keep:
         shutil.rmtree(run, ignore_errors=True)
-        shutil.rmtree(args.work / "features", ignore_errors=True)
+    # always re-extracted: the adapted encoder's folder keeps its path (and spec) across runs
+    shutil.rmtree(args.work / "features", ignore_errors=True)
     ray.init(dashboard_host="127.0.0.1", log_to_driver=True)
 
     cfg = PretrainConfig(corpus=str(corpus), out=str(run), epochs=args.epochs, workers=args.workers,

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", help="a local Hugging Face MAE / VideoMAE folder to continue from")
     p.add_argument("--image-size", type=int)
     p.add_argument("--mask-ratio", type=float, help="default 0.75 (image) / 0.9 (video, tube masking)")
+    p.add_argument("--norm-pix-loss", action=argparse.BooleanOptionalAction, default=None,
+                   help="reconstruct per-patch normalised pixels (MAE's default) or raw pixels")
+    p.add_argument("--frames-in-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep decoded frames in the object store across epochs (default: when they fit)")
     p.add_argument("--split", choices=SPLITS, help="clips to adapt on (default: unlabeled)")
     p.add_argument("--num-frames", type=int)
     p.add_argument("--crop", choices=("center", "none"))
