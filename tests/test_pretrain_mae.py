@@ -137,3 +137,10 @@ def test_a_frame_cache_made_with_other_decoding_settings_is_refused(tmp_path):
 def test_an_init_folder_without_a_saved_model_says_how_to_get_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json.*huggingface-cli download facebook/vit-mae-base"):
         create_mae_kind("image-mae").build(PretrainConfig(init=str(tmp_path)))
+
+
+def test_resuming_an_out_folder_with_another_model_is_refused_before_any_work(tmp_path):
+    first = PretrainConfig(corpus="corpus/", out=str(tmp_path), model="image-mae")
+    (tmp_path / "config.yaml").write_text(first.dumps())
+    with pytest.raises(ValueError, match=r"other settings \(model: 'image-mae' → 'video-mae'\).*new --out"):
+        pretrain_mae(PretrainConfig(**{**first.to_dict(), "model": "video-mae", "epochs": 9}))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
+import yaml
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -174,6 +175,24 @@ def _copy_atomic(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+# What a resumed run must share with the run it continues; epochs, workers, batch size and the
+# learning rate may change between reruns (more epochs is how a finished run goes on).
+SAME_ON_RESUME = ("corpus", "model", "size", "init", "image_size", "mask_ratio", "norm_pix_loss", "split",
+                  "num_frames", "crop", "face_boxes", "seed")
+
+
+def _check_resume(out: Path, cfg: PretrainConfig) -> None:
+    saved_path = out / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    changed = [f"{k}: {saved.get(k)!r} → {getattr(cfg, k)!r}" for k in SAME_ON_RESUME
+               if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        raise ValueError(f"{out} holds a pre-training run with other settings ({'; '.join(changed)}); "
+                         f"rerun with the same ones to resume it, or give a new --out")
+
+
 def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     """Adapt an MAE encoder on the corpus's clips; see the module doc. Resumes a finished epoch."""
     kind = create_mae_kind(cfg.model)      # an unknown model fails before any work
@@ -183,6 +202,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
         cfg = dataclasses.replace(cfg, corpus=str(demo_corpus(cfg.seed)))
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, cfg)
     print("mer-ray pretrain-mae, config:\n" + cfg.dumps(), flush=True)
     (out / "config.yaml").write_text(cfg.dumps())
     if not ray.is_initialized():
