@@ -108,6 +108,13 @@ def test_rerun_with_the_same_out_resumes_at_the_next_epoch(runs):
     assert (second.encoder / "model.safetensors").read_bytes() != first_state
 
 
+def test_rerunning_a_finished_run_returns_its_encoder_without_training(runs):
+    cfg, _, _, _, second = runs
+    again = pretrain_mae(PretrainConfig(**{**cfg.to_dict(), "epochs": 2}))
+    assert again.history == second.history and again.frame_cache == {}   # no decode, no Ray Train run
+    assert again.spec == second.spec
+
+
 def test_adapted_encoder_loads_through_hf_image_with_every_patch_visible(runs, tiny_mae):
     _, _, _, _, second = runs
     assert second.spec == f"hf-image:{second.encoder}"

@@ -205,9 +205,17 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     _check_resume(out, cfg)
     print("mer-ray pretrain-mae, config:\n" + cfg.dumps(), flush=True)
     (out / "config.yaml").write_text(cfg.dumps())
+
+    history_path = out / "history.json"
+    if (out / "encoder" / "config.json").exists() and history_path.exists():
+        history = json.loads(history_path.read_text())
+        if history and history[-1]["epoch"] >= cfg.epochs:   # nothing left: no decode, no workers
+            print(f"{out}: all {cfg.epochs} epochs are done; raise --epochs to go on", flush=True)
+            return PretrainResult(encoder=out / "encoder", spec=kind.encoder_spec(out / "encoder"),
+                                  history=history, frame_cache={})
+
     if not ray.is_initialized():
         ray.init(dashboard_host="127.0.0.1")   # joins RAY_ADDRESS when set (ray job submit)
-
     clips = _clips(cfg)
     settings = FrameSettings(cfg.num_frames, kind.input_size(cfg), cfg.crop, cfg.face_boxes)
     cache = FrameCache(cfg.frame_cache or out / "frames", settings)
