@@ -73,9 +73,11 @@ class Mirror:
 
     @staticmethod
     def _same(local: Path, remote: tuple[int, int]) -> bool:
-        """A local file is the remote object when sizes match and either it is a content-named
-        feature part (written once) or its mtime was set from the object's (`pull`, `push`)."""
-        if not local.exists() or local.stat().st_size != remote[0]:
+        """Whether the local file is the remote object: content-named feature parts are written
+        once, so the same size is enough; JSON state (state.json, metrics.json, meta.json) is tiny
+        and may be rewritten within the second an object store's mtime resolves, so it is always
+        fetched again; any other file matches when its mtime was set from the object's."""
+        if not local.exists() or local.stat().st_size != remote[0] or local.suffix == ".json":
             return False
         return local.name.startswith("part-") or local.stat().st_mtime_ns == remote[1]
 

@@ -23,10 +23,19 @@ def ray_session():
     """One local Ray for the whole test session (2 CPUs, like the CI machine)."""
     import ray
 
-    if not ray.is_initialized():
-        # address="local": never join another Ray that happens to run on this machine
-        ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", include_dashboard=True,
-                 log_to_driver=False, configure_logging=False)
+    for attempt in range(3):
+        if ray.is_initialized():
+            break
+        try:
+            # address="local": never join another Ray that happens to run on this machine
+            ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", include_dashboard=True,
+                     log_to_driver=False, configure_logging=False)
+        except Exception:
+            # Ray gives its raylet a fixed 30 s to register; on a machine busy with other work
+            # that can run out, and a second start succeeds
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 

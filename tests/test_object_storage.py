@@ -67,7 +67,7 @@ def test_the_store_round_trips_through_the_bucket(s3, tmp_path):
 
     reader = FeatureStore(uri, cache=tmp_path / "reader")    # another node: an empty local copy
     assert reader.stored_names("audio") == set()
-    assert reader.sync() == 3 and reader.sync() == 0        # the second sync has nothing to fetch
+    assert reader.sync() == 3 and reader.sync() == 1        # only meta.json again, never the data
     for got, want in zip(reader.load("audio"), writer.load("audio")):
         np.testing.assert_array_equal(got, want)
     assert reader.errors("audio") == writer.errors("audio") and reader.meta("audio")["dim"] == 4
@@ -136,7 +136,10 @@ def test_mirror_pull_skips_what_it_already_has(s3, tmp_path):
     (mirror.local / "round-0").mkdir(parents=True)
     (mirror.local / "round-0" / "M1.pt").write_bytes(b"weights")
     (mirror.local / "state.json").write_text('{"complete": [0]}')
-    assert mirror.push_tree(last=("state.json",)) == 2 and mirror.push_tree() == 0
+    assert mirror.push_tree(last=("state.json",)) == 2 and mirror.push_tree() == 1   # JSON: always
     other = Mirror(mirror.remote, tmp_path / "b")
     assert other.pull() == 2 and (other.local / "round-0" / "M1.pt").read_bytes() == b"weights"
-    assert other.pull() == 1                                 # JSON state is always re-read, data never
+    assert other.pull() == 1                                 # the weights are not fetched twice
+    (mirror.local / "state.json").write_text('{"complete": [1]}')   # same size, new content
+    assert mirror.push_tree() == 1 and other.pull() == 1
+    assert (other.local / "state.json").read_text() == '{"complete": [1]}'

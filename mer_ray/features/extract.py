@@ -240,11 +240,11 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             decode_resources = encode_resources = dict(num_cpus=1)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress and ctx.enable_progress_bars
-        # a small manifest arrives as one block: split it so decode runs in parallel
-        n_blocks = max(1, min(len(clips) // 8 + 1, 256))
+        # blocks of ~8 clips so decoding spreads over the workers; made here rather than by a
+        # `repartition`, whose tasks would wait forever for a CPU when the actors hold them all
+        rows = max(8, -(-len(clips) // 256))
         ds = (
-            ray.data.from_pandas(clips)
-            .repartition(n_blocks)
+            ray.data.from_pandas([clips.iloc[i : i + rows] for i in range(0, len(clips), rows)])
             .map_batches(
                 decode_batch,
                 fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,
