@@ -27,7 +27,7 @@ import numpy as np
 
 from mer_ray.registry import Registry
 
-from .spec import default_device, missing_weights_error, parse_spec
+from .spec import check_spec, create_from_spec, default_device, missing_weights_error
 
 __all__ = ["ASR", "ASR_MODELS", "SOURCE_CHECKS", "WhisperASR", "check_asr", "create_asr"]
 
@@ -50,20 +50,13 @@ class ASR:
 
 
 def check_asr(spec: str) -> None:
-    """Fail now, in the driver, on an unknown family or a missing model folder (nothing is loaded)."""
-    family, source, _ = parse_spec(spec, what="ASR")
-    ASR_MODELS.get(family)
-    if family in SOURCE_CHECKS:
-        SOURCE_CHECKS[family](source, spec)
+    """Fail now, in the driver, on an unknown family or a missing model (nothing is loaded)."""
+    check_spec(ASR_MODELS, SOURCE_CHECKS, spec, what="ASR")
 
 
 def create_asr(spec: str, **overrides: Any) -> ASR:
-    """The recogniser a spec names; unknown names raise KeyError listing the registered ones."""
-    family, source, options = parse_spec(spec, what="ASR")
-    options.update(overrides)
-    options.setdefault("spec", spec)
-    factory = ASR_MODELS.get(family)
-    return factory(source, **options) if source is not None else factory(**options)
+    """The ASR a spec names; unknown names raise KeyError listing the registered ones."""
+    return create_from_spec(ASR_MODELS, spec, overrides, what="ASR")
 
 
 class WhisperASR(ASR):

@@ -41,7 +41,7 @@ import numpy as np
 
 from mer_ray.registry import Registry
 
-from .spec import default_device, missing_weights_error, parse_spec
+from .spec import check_spec, create_from_spec, default_device, missing_weights_error
 
 __all__ = ["SAMPLE_RATE", "SEPARATORS", "SOURCE_CHECKS", "ConvTasNetSeparator", "Separator", "check_separator",
            "create_separator"]
@@ -89,20 +89,13 @@ def _resample(signal: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 
 def check_separator(spec: str) -> None:
-    """Fail now, in the driver, on an unknown family or missing weights (nothing is loaded)."""
-    family, source, _ = parse_spec(spec, what="separator")
-    SEPARATORS.get(family)
-    if family in SOURCE_CHECKS:
-        SOURCE_CHECKS[family](source, spec)
+    """Fail now, in the driver, on an unknown family or a missing model (nothing is loaded)."""
+    check_spec(SEPARATORS, SOURCE_CHECKS, spec, what="separator")
 
 
 def create_separator(spec: str, **overrides: Any) -> Separator:
     """The separator a spec names; unknown names raise KeyError listing the registered ones."""
-    family, source, options = parse_spec(spec, what="separator")
-    options.update(overrides)
-    options.setdefault("spec", spec)
-    factory = SEPARATORS.get(family)
-    return factory(source, **options) if source is not None else factory(**options)
+    return create_from_spec(SEPARATORS, spec, overrides, what="separator")
 
 
 # torchaudio's conv_tasnet_base, the CONVTASNET_BASE_LIBRI2MIX architecture

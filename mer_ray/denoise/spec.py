@@ -10,7 +10,7 @@ from typing import Any
 from mer_ray.encoders import parse_spec as _parse_spec
 from mer_ray.encoders._torch import default_device
 
-__all__ = ["default_device", "missing_weights_error", "parse_spec"]
+__all__ = ["check_spec", "create_from_spec", "default_device", "missing_weights_error", "parse_spec"]
 
 
 def parse_spec(spec: str, *, what: str) -> tuple[str, str | None, dict[str, Any]]:
@@ -18,6 +18,23 @@ def parse_spec(spec: str, *, what: str) -> tuple[str, str | None, dict[str, Any]
         return _parse_spec(spec)
     except ValueError as err:
         raise ValueError(str(err).replace("encoder spec", f"{what} spec")) from None
+
+
+def check_spec(registry, source_checks: dict, spec: str, *, what: str) -> None:
+    """Fail now, in the driver, on an unknown family or missing weights (nothing is loaded)."""
+    family, source, _ = parse_spec(spec, what=what)
+    registry.get(family)
+    if family in source_checks:
+        source_checks[family](source, spec)
+
+
+def create_from_spec(registry, spec: str, overrides: dict[str, Any], *, what: str):
+    """The model a spec names; unknown names raise KeyError listing the registered ones."""
+    family, source, options = parse_spec(spec, what=what)
+    options.update(overrides)
+    options.setdefault("spec", spec)
+    factory = registry.get(family)
+    return factory(source, **options) if source is not None else factory(**options)
 
 
 def missing_weights_error(problem: str, example: str, kind: type[Exception] = FileNotFoundError) -> Exception:
