@@ -52,6 +52,9 @@ def models(tmp_path_factory):
         "llama": transformers.LlamaModel(transformers.LlamaConfig(
             **small, vocab_size=len(WORDS), num_key_value_heads=2, max_position_embeddings=64)),
         "vit": transformers.ViTModel(transformers.ViTConfig(**small, image_size=32, patch_size=8)),
+        # an MAE checkpoint as published: it masks 75 % of the patches unless told otherwise
+        "vit-mae": transformers.ViTMAEModel(transformers.ViTMAEConfig(**small, image_size=32, patch_size=8,
+                                                                      mask_ratio=0.75)),
         "clip": transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**small, image_size=32, patch_size=8)),
         "videomae": transformers.VideoMAEModel(transformers.VideoMAEConfig(
             **small, image_size=32, patch_size=8, num_frames=4, tubelet_size=2)),
@@ -121,6 +124,16 @@ def test_visual_encoders_average_frames_and_map_missing_to_zeros(models, spec):
     assert features.shape == (3, encoder.dim) and np.isfinite(features).all()
     assert features[0].any() and not features[1].any()
     assert json.dumps(encoder.info())  # meta.json-ready
+
+
+def test_an_mae_encoder_sees_every_patch_in_a_fixed_order(models):
+    encoder = create_encoder(f"hf-image:{models}/vit-mae?pooling=last")
+    frames = _frames(seed=3)
+    first, again = encoder.encode([frames]), encoder.encode([frames])
+    np.testing.assert_array_equal(first, again)             # no random masking or shuffling per call
+    outputs = encoder.model(pixel_values=encoder._images(frames)[:1],
+                            noise=encoder._torch.arange(16, dtype=encoder._torch.float32)[None])
+    assert outputs.last_hidden_state.shape[1] == 1 + 16     # the [CLS] token and all 4 x 4 patches
 
 
 def test_grid_stitches_frames_into_fewer_images(models):

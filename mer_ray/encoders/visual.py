@@ -164,10 +164,20 @@ class HFImage(FrameEncoder):
         self.side = _side(config.image_size)
         self.mean, self.std = _normalisation(path, config.model_type)
         self.dim = config.hidden_size
+        # An MAE encoder (ViTMAEModel) masks and shuffles patches on every forward: features need
+        # all of them (mask ratio 0, whatever the checkpoint says) in a fixed order (the identity
+        # "noise"), or the same clip gives other features on every call.
+        self.is_mae = config.model_type == "vit_mae"
+        if self.is_mae:
+            model.config.mask_ratio = 0.0
         self.model = self._prepare(model)
 
     def _embed(self, images):
-        outputs = self.model(pixel_values=images, output_hidden_states=self.pooling != "last")
+        extra = {}
+        if self.is_mae:
+            patches = (self.side // _side(self.model.config.patch_size)) ** 2
+            extra["noise"] = self._torch.arange(patches, device=images.device, dtype=images.dtype).expand(len(images), -1)
+        outputs = self.model(pixel_values=images, output_hidden_states=self.pooling != "last", **extra)
         return pool_layers(outputs, self.pooling).mean(1)
 
 
