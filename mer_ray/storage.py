@@ -22,6 +22,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 CACHE_ENV = "MER_RAY_CACHE"   # where mirrors live on every node (default ~/.cache/mer-ray)
@@ -52,11 +53,14 @@ class Mirror:
         digest = hashlib.sha1(remote.encode()).hexdigest()[:12]
         return cls(remote, root / "mirror" / digest)
 
-    def _fs(self):
+    @cached_property
+    def _target(self):
+        """(filesystem, base path without a trailing /): one client for all of this mirror's I/O."""
         import pyarrow.fs as pafs
 
         try:
-            return pafs.FileSystem.from_uri(self.remote)
+            fs, base = pafs.FileSystem.from_uri(self.remote)
+            return fs, base.rstrip("/")
         except Exception as err:
             raise ValueError(f"storage {self.remote}: cannot open it ({err}); check the URI, its region or "
                              f"endpoint options and the credentials of this node") from None
@@ -65,10 +69,10 @@ class Mirror:
         """relative path → (size, mtime in ns) of every object under `sub`."""
         import pyarrow.fs as pafs
 
-        fs, base = self._fs()
-        root = "/".join(p for p in (base.rstrip("/"), sub.strip("/")) if p)
+        fs, base = self._target
+        root = "/".join(p for p in (base, sub.strip("/")) if p)
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-        prefix = base.rstrip("/") + "/"
+        prefix = base + "/"
         return {i.path[len(prefix):]: (i.size, i.mtime_ns or 0) for i in infos if i.type == pafs.FileType.File}
 
     @staticmethod
@@ -84,7 +88,7 @@ class Mirror:
     def pull(self, sub: str = "", *, skip: tuple[str, ...] = ()) -> int:
         """Download the files under `sub` that differ from the remote, except those under the
         prefixes in `skip`; returns how many."""
-        fs, base = self._fs()
+        fs, base = self._target
         fetched = 0
         for rel, remote in sorted(self._remote_files(sub).items()):
             target = self.local / rel
@@ -92,7 +96,7 @@ class Mirror:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            with fs.open_input_stream(f"{base.rstrip('/')}/{rel}") as src, open(tmp, "wb") as dst:
+            with fs.open_input_stream(f"{base}/{rel}") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             os.utime(tmp, ns=(remote[1], remote[1]))
             os.replace(tmp, target)
@@ -109,8 +113,8 @@ class Mirror:
 
     def upload(self, local: str | Path, rel: str) -> None:
         """One local file to `<remote>/<rel>` (a single PUT: readers see all of it or nothing)."""
-        fs, base = self._fs()
-        path = f"{base.rstrip('/')}/{rel}"
+        fs, base = self._target
+        path = f"{base}/{rel}"
         with open(local, "rb") as src, fs.open_output_stream(path) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         if Path(local).resolve().is_relative_to(self.local.resolve()):
@@ -121,8 +125,8 @@ class Mirror:
     def check(self) -> None:
         """Fail early, with the reason, when this node cannot write and read the remote (no such
         bucket, no credentials): a probe object is written, read back and deleted."""
-        fs, base = self._fs()
-        probe = f"{base.rstrip('/')}/.mer-ray-probe-{uuid.uuid4().hex}"
+        fs, base = self._target
+        probe = f"{base}/.mer-ray-probe-{uuid.uuid4().hex}"
         try:
             with fs.open_output_stream(probe) as out:
                 out.write(b"ok")
@@ -134,7 +138,7 @@ class Mirror:
                              f"bucket exists and this node's credentials can read and write it") from None
 
     def push_tree(self, sub: str = "", *, last: tuple[str, ...] = ()) -> int:
-        """Upload every file under `sub` the remote lacks or holds at another size; the files named
+        """Upload every file under `sub` that differs from the remote (see `_same`); the files named
         in `last` (relative paths) go up after all the others. Returns how many went up."""
         remote = self._remote_files(sub)
         folder = self.local / sub

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import ray
 
 from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
+from mer_ray.raydata import dataset_of
 
 __all__ = ["FrameCache", "FrameSettings", "build_frame_cache", "frames_dataset"]
 
@@ -121,8 +122,7 @@ def build_frame_cache(clips: pd.DataFrame, cache: FrameCache, *, batch_size: int
         if cache.settings.face_boxes:
             boxes = read_face_boxes(cache.settings.face_boxes)
             todo["face_box"] = [list(boxes[n]) if n in boxes else None for n in todo["name"]]
-        ds = (ray.data.from_pandas(todo)
-              .repartition(max(1, min(len(todo) // batch_size + 1, 512)))
+        ds = (dataset_of(todo, rows_per_block=batch_size, max_blocks=512)
               .map_batches(_decode_to_cache, fn_kwargs=dict(cache_root=str(cache.root),
                                                             settings=asdict(cache.settings)),
                            batch_format="pandas", batch_size=batch_size, num_cpus=1))

@@ -361,6 +361,8 @@ def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, 
     decisions table and the new manifest. Needs a running Ray (`ray.init()`)."""
     import ray
 
+    from mer_ray.raydata import actor_pool_size, dataset_of, gpus_per_actor
+
     start = time.perf_counter()
     from .asr import check_asr
     from .separators import check_separator
@@ -379,17 +381,12 @@ def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, 
     if pending:
         clips = unique.set_index("name").loc[pending].reset_index()[["name", "video", "audio"]].astype(object)
         clips = clips.where(clips.notna(), None)
-        gpus = cfg.gpus_per_actor
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        actors = max(1, min(cfg.actors, -(-len(clips) // cfg.batch_size)))
-        if gpus and ray.cluster_resources().get("GPU", 0) >= gpus:
-            actors = min(actors, int(ray.cluster_resources()["GPU"] // gpus))
+        gpus = gpus_per_actor(cfg.gpus_per_actor)
+        actors = actor_pool_size(cfg.actors, len(clips), cfg.batch_size, gpus)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress and ctx.enable_progress_bars
         ds = (
-            ray.data.from_pandas(clips)
-            .repartition(max(1, min(len(clips) // 8 + 1, 256)))   # decode in parallel
+            dataset_of(clips)
             .map_batches(decode_audio_batch, batch_format="pandas", batch_size=8, num_cpus=1)
             .map_batches(
                 DenoiseAndWrite,

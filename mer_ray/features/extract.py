@@ -37,6 +37,7 @@ from mer_ray.config import ExtractConfig
 from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
 from mer_ray.encoders import create_encoder, encoder_modality
 from mer_ray.features.store import FeatureStore
+from mer_ray.raydata import actor_pool_size, dataset_of, gpus_per_actor
 
 # Which decoded inputs each modality's encoders take; a fused modality's encoder gets one tuple
 # of them per clip, and a clip lacking any part is missing for that stream.
@@ -137,7 +138,7 @@ class EncodeAndStore:
             tmp = folder / f".{INFO_FILE}.{os.getpid()}.tmp"
             tmp.write_text(json.dumps(encoder.info()))
             os.replace(tmp, folder / INFO_FILE)
-            self.store._uploaded(folder / INFO_FILE)
+            self.store.publish(folder / INFO_FILE)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         inputs = {
@@ -219,14 +220,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
         if cfg.face_boxes:
             boxes = read_face_boxes(cfg.face_boxes)
             clips["face_box"] = [list(boxes[n]) if n in boxes else None for n in clips["name"]]
-        gpus = cfg.gpus_per_actor
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        actors = max(1, min(cfg.encoder_actors, -(-len(clips) // cfg.batch_size)))
-        if gpus and ray.cluster_resources().get("GPU", 0) >= gpus:
-            # never ask for more GPU actors than the cluster has now (an autoscaling cluster
-            # with no GPU node yet keeps the configured number and scales up for it)
-            actors = min(actors, int(ray.cluster_resources()["GPU"] // gpus))
+        gpus = gpus_per_actor(cfg.gpus_per_actor)
+        actors = actor_pool_size(cfg.encoder_actors, len(clips), cfg.batch_size, gpus)
         if gpus:
             # GPU actors: PyAV decodes in CPU tasks so that a GPU never waits for a decoder
             decode_resources = dict(num_cpus=1)
@@ -240,11 +235,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             decode_resources = encode_resources = dict(num_cpus=1)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress and ctx.enable_progress_bars
-        # blocks of ~8 clips so decoding spreads over the workers; made here rather than by a
-        # `repartition`, whose tasks would wait forever for a CPU when the actors hold them all
-        rows = max(8, -(-len(clips) // 256))
         ds = (
-            ray.data.from_pandas([clips.iloc[i : i + rows] for i in range(0, len(clips), rows)])
+            dataset_of(clips)
             .map_batches(
                 decode_batch,
                 fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,

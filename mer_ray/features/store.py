@@ -48,7 +48,8 @@ class FeatureStore:
         """Pull the files other nodes uploaded (remote stores; a no-op on a shared folder)."""
         return self.mirror.pull() if self.mirror else 0
 
-    def _uploaded(self, path: Path) -> Path:
+    def publish(self, path: Path) -> Path:
+        """A file of this store is complete: upload it (remote stores; a no-op on a folder)."""
         if self.mirror:
             self.mirror.push(path)
         return path
@@ -77,7 +78,7 @@ class FeatureStore:
         table = pa.table({"name": pa.array(names, pa.string()), "feature": column})
         path = folder / f"part-{digest}.parquet"
         _atomic_write_table(table, path)
-        return self._uploaded(path)
+        return self.publish(path)
 
     def write_errors(self, stream: str, records: list[dict]) -> None:
         """Quarantined clips: merged with earlier errors, minus clips that have features now."""
@@ -90,7 +91,7 @@ class FeatureStore:
         rows = [by_name[n] for n in sorted(by_name)]
         table = pa.table({c: pa.array([str(r[c]) for r in rows], pa.string()) for c in ERROR_COLUMNS})
         _atomic_write_table(table, folder / "errors.parquet")
-        self._uploaded(folder / "errors.parquet")
+        self.publish(folder / "errors.parquet")
 
     def write_meta(self, stream: str, info: dict) -> None:
         meta = {**info, "stream": stream, "count": len(self.stored_names(stream)),
@@ -100,7 +101,7 @@ class FeatureStore:
         tmp = folder / ".meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, folder / "meta.json")
-        self._uploaded(folder / "meta.json")
+        self.publish(folder / "meta.json")
 
     # -- reading ---------------------------------------------------------------------------
     def meta(self, stream: str) -> dict:
