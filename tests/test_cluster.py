@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -62,7 +63,6 @@ def test_the_heads_job_server_refuses_requests_without_the_token(head):
 
 
 def test_the_heads_dashboard_listens_on_localhost_only(head):
-    psutil = pytest.importorskip("psutil")
     port = int(head.dashboard_url.rsplit(":", 1)[1])
     listening = [c.laddr.ip for c in psutil.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == port]

