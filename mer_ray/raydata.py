@@ -32,3 +32,17 @@ def actor_pool_size(requested: int, clips: int, batch_size: int, gpus: float) ->
     if gpus and have >= gpus:
         actors = min(actors, int(have // gpus))
     return actors
+
+
+def decode_and_encode_resources(gpus: float) -> tuple[dict, dict]:
+    """What a decode task and an encoder actor ask Ray for (the one place these requests live;
+    tests/test_cluster.py checks cluster.yaml's node types against them).
+
+    GPU actors: PyAV decodes in 1-CPU tasks so that a GPU never waits for a decoder. CPU only:
+    both stages ask for the same resources, so Ray Data fuses them and each actor decodes its own
+    batch. A separate decode stage only adds work there: every decoded clip (~0.3 MB) would cross
+    the object store, and decode tasks and actors would share the same cores with idle gaps
+    between them (measured in benchmarks/extraction.py)."""
+    if gpus:
+        return dict(num_cpus=1), dict(num_cpus=1, num_gpus=gpus)
+    return dict(num_cpus=1), dict(num_cpus=1)

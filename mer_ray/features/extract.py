@@ -37,7 +37,7 @@ from mer_ray.config import ExtractConfig
 from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
 from mer_ray.encoders import create_encoder, encoder_modality
 from mer_ray.features.store import FeatureStore
-from mer_ray.raydata import actor_pool_size, dataset_of, gpus_per_actor
+from mer_ray.raydata import actor_pool_size, dataset_of, decode_and_encode_resources, gpus_per_actor
 
 # Which decoded inputs each modality's encoders take; a fused modality's encoder gets one tuple
 # of them per clip, and a clip lacking any part is missing for that stream.
@@ -222,17 +222,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             clips["face_box"] = [list(boxes[n]) if n in boxes else None for n in clips["name"]]
         gpus = gpus_per_actor(cfg.gpus_per_actor)
         actors = actor_pool_size(cfg.encoder_actors, len(clips), cfg.batch_size, gpus)
-        if gpus:
-            # GPU actors: PyAV decodes in CPU tasks so that a GPU never waits for a decoder
-            decode_resources = dict(num_cpus=1)
-            encode_resources = dict(num_cpus=1, num_gpus=gpus)
-        else:
-            # CPU only: both stages ask for the same resources, so Ray Data fuses them and each
-            # actor decodes its own batch. A separate decode stage only adds work here: every
-            # decoded clip (~0.3 MB) would cross the object store, and decode tasks and actors
-            # would share the same cores with idle gaps between them (measured in
-            # benchmarks/extraction.py).
-            decode_resources = encode_resources = dict(num_cpus=1)
+        # GPU actors: separate decode tasks; CPU only: one fused stage (see the function)
+        decode_resources, encode_resources = decode_and_encode_resources(gpus)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress and ctx.enable_progress_bars
         ds = (
