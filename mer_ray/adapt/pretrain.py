@@ -193,6 +193,12 @@ def _check_resume(out: Path, cfg: PretrainConfig) -> None:
                          f"rerun with the same ones to resume it, or give a new --out")
 
 
+def worker_scaling(cfg: PretrainConfig) -> ScalingConfig:
+    """The Ray Train workers pre-training asks for (tests/test_cluster.py fits them to cluster.yaml)."""
+    return ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                         resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})})
+
+
 def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     """Adapt an MAE encoder on the corpus's clips; see the module doc. Resumes a finished epoch."""
     kind = create_mae_kind(cfg.model)      # an unknown model fails before any work
@@ -233,9 +239,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
         pretrain_loop,
         train_loop_config=dict(pretrain=cfg.to_dict(), clips=len(names)),
         datasets={"train": dataset},
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker,
-                                                           **({"GPU": 1} if cfg.use_gpu else {})}),
+        scaling_config=worker_scaling(cfg),
         # DDP gradients: NCCL between GPUs, gloo on CPU workers
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         run_config=TrainRunConfig(

@@ -211,6 +211,11 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     return out
 
 
+def learner_scaling(cfg: RunConfig) -> ScalingConfig:
+    """The Ray Train workers the mining asks for (tests/test_cluster.py fits them to cluster.yaml)."""
+    return ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu)
+
+
 def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
     """All mining rounds in one Ray Train run (resumes after the last complete round).
     `remote`: the object-store folder the run's local copy mirrors (the workers upload each round)."""
@@ -218,7 +223,7 @@ def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
     trainer = TorchTrainer(
         mining_loop,
         train_loop_config=dict(run=cfg.to_dict(), run_dir=str(out.resolve()), run_remote=remote, data=data_ref),
-        scaling_config=ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu),
+        scaling_config=learner_scaling(cfg),
         # the workers only swap small CPU objects (predictions): gloo, also on GPU workers
         torch_config=TorchConfig(backend="gloo"),
         run_config=TrainRunConfig(
