@@ -1,83 +1,54 @@
-"""Extraction throughput: the Ray Data pipeline against a sequential clip-by-clip loop.
+"""Extraction throughput: the Ray Data pipeline against the best plain alternative and the 2-core bound.
 
     python benchmarks/extraction.py                    # 400 demo clips, tiny audio + visual transformers
-    python benchmarks/extraction.py --clips 800 --hidden 256 --layers 4
+    python benchmarks/extraction.py --clips 2100
 
-Both sides do the same work on the same clips: decode (PyAV, 16 frames + 16 kHz audio) and encode
-with two tiny random-initialised transformers (a WavLM-style audio model, a ViT image model per
-frame). The sequential side is how the MER baselines extract: one clip at a time, batch 1,
-one .npy per clip. The pipeline side is `mer_ray.features.extract_features` (CPU decode tasks →
-encoder actors, batched, writing the Parquet store). Wall times include model loading on both
-sides, and the loading of torch / transformers: the sequential loop runs in a fresh process
-(as a MERTools script does) and the pipeline's actors import them when they start; starting Ray
-itself is not counted (a cluster is already up when a job is submitted). Prints a table and
-writes benchmarks/results/extraction.json.
+Same clips, same decoding (PyAV, 16 frames + 16 kHz audio), same two tiny random-initialised
+transformers (a WavLM-style audio model, a ViT image model per frame), same Parquet feature
+store written on every side. Each side runs in a fresh process of its own, one after the other
+in one run (`--repeats 2`: again in reverse order, means kept), and its clock starts when the
+process starts, so it pays its imports (torch, transformers, Ray) and model loading alike:
+  ray:        `mer_ray.features.extract_features` as the mining job calls it, after
+              `mer_ray.mining.run.init_ray` (counted: on one machine a user pays it; the figures
+              without it are reported too);
+  dataloader: plain PyTorch, the best hand-written loop: a `torch.utils.data.DataLoader` with 2
+              decode worker processes feeding the encoders batched (`--batch-size`) in the main
+              process (`--loader-threads` torch threads), writing the same store;
+  bound:      the CPU-seconds the work itself needs, measured per stage on the dataloader side
+              (process CPU time of every decode in its workers, of every encoder call in the
+              main process, one torch thread), divided by the cores: no side can beat it.
+`fraction_of_bound` = bound seconds / the pipeline's seconds. "Steady state" leaves out every
+side's start-up the same way: from its first part file written to its last (file times).
+Memory: peak PSS of each side's process tree (PSS counts shared object-store pages once).
+
+Prints a table and writes benchmarks/results/extraction.json (or --out).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
+START = time.time()   # a side's clock: before its imports
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import PeakMemory  # noqa: E402
+from record import RESULTS, ROOT, load_average, write_record  # noqa: E402
 
-def _tree_rss_bytes(root: int) -> int:
-    """Summed RSS of process `root` and all its descendants, from /proc (Linux; no psutil)."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier += children
-    return sum(rss.get(pid, 0) for pid in tree)
-
-
-class PeakMemory:
-    """Peak of the summed RSS of this process and its descendants (Ray's workers included)."""
-
-    def __init__(self, every_s: float = 0.2):
-        self.every_s, self.peak = every_s, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss_bytes(os.getpid()))
-            self._stop.wait(self.every_s)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _tree_rss_bytes(os.getpid()))
+SIDES = ("ray", "dataloader")
+FIELDS = ("clips", "encoders", "ray_clips_per_s", "dataloader_clips_per_s", "ratio_vs_dataloader",
+          "target_ratio_vs_dataloader", "bound_clips_per_s", "fraction_of_bound", "target_fraction_of_bound",
+          "ray_s", "dataloader_s", "bound_s", "ray_init_s", "ratio_vs_dataloader_without_ray_init",
+          "startup_s", "steady_clips_per_s", "steady_fraction_of_bound", "stage_cpu_s", "stage_cpu_ms_per_clip",
+          "peak_pss_mib", "runs_s", "features_max_abs_diff", "setup")
 
 
 def make_models(folder: Path, hidden: int, layers: int, image_size: int) -> dict[str, str]:
@@ -103,59 +74,110 @@ def make_models(folder: Path, hidden: int, layers: int, image_size: int) -> dict
     return {"audio": f"hf-audio:{audio}?pooling=last4-mean", "video": f"hf-image:{visual}?pooling=last4-mean"}
 
 
-def sequential(manifest, streams: dict[str, str], out: Path, num_frames: int) -> dict:
-    """MERTools-style: one clip at a time, decode then every encoder at batch 1, one .npy each."""
-    from mer_ray.corpus.media import MediaError, decode_clip
-    from mer_ray.encoders import create_encoder
+# ---- the sides, each in its own process (`--side job.json`) --------------------------------------
 
-    stage = {"load": 0.0, "decode": 0.0, **{s: 0.0 for s in streams}, "write": 0.0}
-    start = time.perf_counter()
-    encoders = {s: create_encoder(spec) for s, spec in streams.items()}
-    stage["load"] = time.perf_counter() - start
-    for rec in manifest.itertuples(index=False):
-        t = time.perf_counter()
+def side_ray(job: dict) -> dict:
+    import pandas as pd
+
+    from mer_ray.config import ExtractConfig
+    from mer_ray.features.extract import extract_features
+    from mer_ray.features.store import FeatureStore
+    from mer_ray.mining.run import init_ray
+
+    manifest = pd.read_parquet(job["manifest"])
+    t = time.time()
+    init_ray()
+    init_s = time.time() - t
+    cfg = ExtractConfig(streams=job["streams"], num_frames=job["num_frames"], batch_size=job["batch_size"],
+                        encoder_actors=job["workers"])
+    summary = extract_features(manifest, FeatureStore(job["store"]), cfg, progress=False)
+    end = time.time()
+    print(summary.line(), flush=True)
+    return dict(seconds=end - START, init_s=init_s, end=end)
+
+
+class _Clips:
+    """A map-style dataset: item i is clip i decoded, with the CPU-seconds its decode took."""
+
+    def __init__(self, rows: list[dict], num_frames: int):
+        self.rows, self.num_frames = rows, num_frames
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        from mer_ray.corpus.media import MediaError, decode_clip
+
+        rec = self.rows[i]
+        cpu = time.process_time()
         try:
-            clip = decode_clip(rec.video, rec.audio, num_frames=num_frames)
+            clip = decode_clip(rec["video"], rec["audio"], num_frames=self.num_frames)
+            frames, audio = clip.frames, clip.audio
         except MediaError:
-            continue
-        stage["decode"] += time.perf_counter() - t
-        for stream, encoder in encoders.items():
-            t = time.perf_counter()
-            vector = encoder.encode([clip.audio if encoder.modality == "audio" else clip.frames])[0]
-            stage[stream] += time.perf_counter() - t
-            t = time.perf_counter()
-            (out / stream).mkdir(parents=True, exist_ok=True)
-            np.save(out / stream / f"{rec.name}.npy", vector)
-            stage["write"] += time.perf_counter() - t
-    return {"seconds": time.perf_counter() - start, "stages": stage}
+            frames = audio = None
+        return rec["name"], frames, audio, time.process_time() - cpu
 
 
-def batched_encode_cost(manifest, streams, num_frames: int, batch_size: int, clips: int = 64) -> dict:
-    """Seconds per clip of each encoder at batch 1 and at `batch_size`, one thread (what an actor has)."""
+def _as_list(batch):
+    return batch
+
+
+def side_dataloader(job: dict) -> dict:
+    import pandas as pd
     import torch
+    from torch.utils.data import DataLoader
 
-    from mer_ray.corpus.media import decode_clip
     from mer_ray.encoders import create_encoder
+    from mer_ray.features.store import FeatureStore
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    decoded = [decode_clip(r.video, r.audio, num_frames=num_frames) for r in manifest.head(clips).itertuples()]
-    cost = {}
-    for stream, spec in streams.items():
-        encoder = create_encoder(spec)
-        inputs = [c.audio if encoder.modality == "audio" else c.frames for c in decoded]
-        encoder.encode(inputs[:2])  # warm-up
-        t = time.perf_counter()
-        for x in inputs:
-            encoder.encode([x])
-        single = (time.perf_counter() - t) / len(inputs)
-        t = time.perf_counter()
-        for i in range(0, len(inputs), batch_size):
-            encoder.encode(inputs[i : i + batch_size])
-        batched = (time.perf_counter() - t) / len(inputs)
-        cost[stream] = {"batch1_ms": 1000 * single, f"batch{batch_size}_ms": 1000 * batched}
-    torch.set_num_threads(threads)
-    return cost
+    torch.set_num_threads(job["loader_threads"])
+    rows = pd.read_parquet(job["manifest"])[["name", "video", "audio"]].to_dict("records")
+    store = FeatureStore(job["store"])
+    encoders = {s: create_encoder(spec) for s, spec in job["streams"].items()}
+    loader = DataLoader(_Clips(rows, job["num_frames"]), batch_size=job["batch_size"], num_workers=job["workers"],
+                        collate_fn=_as_list, prefetch_factor=2, persistent_workers=False)
+    decode_cpu, encode_cpu = 0.0, {s: 0.0 for s in encoders}
+    for batch in loader:
+        decode_cpu += sum(item[3] for item in batch)
+        for stream, encoder in encoders.items():
+            k = 2 if encoder.modality == "audio" else 1
+            good = [item for item in batch if item[k] is not None]
+            cpu = time.process_time()
+            features = encoder.encode([item[k] for item in good])
+            encode_cpu[stream] += time.process_time() - cpu
+            store.write_part(stream, [item[0] for item in good], features)
+    end = time.time()
+    return dict(seconds=end - START, end=end, decode_cpu_s=decode_cpu, encode_cpu_s=encode_cpu)
+
+
+def run_side(job_path: str) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    job = json.loads(Path(job_path).read_text())
+    out = side_ray(job) if job["side"] == "ray" else side_dataloader(job)
+    out["start"] = START
+    Path(job["result"]).write_text(json.dumps(out))
+
+
+# ---- the driver --------------------------------------------------------------------------------
+
+def part_times(store: Path, stream: str) -> tuple[float, float, int]:
+    """(first part's mtime, last part's mtime, clips in the first part) of one stream."""
+    import pyarrow.parquet as pq
+
+    parts = sorted((store / stream).glob("part-*.parquet"), key=lambda p: p.stat().st_mtime)
+    return parts[0].stat().st_mtime, parts[-1].stat().st_mtime, pq.read_metadata(parts[0]).num_rows
+
+
+def compare(a: Path, b: Path, streams) -> float:
+    from mer_ray.features.store import FeatureStore
+
+    worst = 0.0
+    for stream in streams:
+        (na, fa), (nb, fb) = FeatureStore(a).load(stream), FeatureStore(b).load(stream)
+        if list(na) != list(nb):
+            return float("inf")
+        worst = max(worst, float(np.abs(fa - fb).max()))
+    return worst
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -166,109 +188,111 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--image-size", type=int, default=64, help="the visual model's input side")
     p.add_argument("--num-frames", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--encoder-actors", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="encoder actors (ray) and decode workers (dataloader)")
+    p.add_argument("--loader-threads", type=int, default=1, help="torch threads of the dataloader's encoders")
+    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--corpus", help="a corpus folder (default: the demo corpus, generated once)")
     p.add_argument("--out", type=Path, default=RESULTS / "extraction.json")
-    p.add_argument("--sequential-threads", type=int,
-                   help="torch threads of the sequential loop (default: torch's, i.e. all cores)")
-    p.add_argument("--sequential-only", help=argparse.SUPPRESS)   # child process: manifest parquet
+    p.add_argument("--side", help=argparse.SUPPRESS)   # child process: a job file
     args = p.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.sequential_only:
-        import pandas as pd
-
-        job = json.loads(Path(args.sequential_only).read_text())
-        if job.get("threads"):
-            import torch
-
-            torch.set_num_threads(job["threads"])
-        result = sequential(pd.read_parquet(job["manifest"]), job["streams"], Path(job["out"]), job["num_frames"])
-        Path(job["result"]).write_text(json.dumps(result))
-        return result
-
-    import ray
-
-    from mer_ray.config import ExtractConfig
+    if args.side:
+        run_side(args.side)
+        return {}
+    load_start = load_average()
     from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
     from mer_ray.corpus.manifest import read_corpus
-    from mer_ray.features.extract import extract_features
-    from mer_ray.features.store import FeatureStore
 
     corpus = Path(args.corpus) if args.corpus else ROOT / ".cache" / "demo-corpus-seed0"
     if not (corpus / "corpus.json").exists():
-        # the demo corpus (any generator version will do for throughput), generated once
-        make_demo_corpus(corpus, DemoCorpusConfig(seed=0))
+        make_demo_corpus(corpus, DemoCorpusConfig(seed=0))   # generated once
     manifest = read_corpus(corpus)
     if len(manifest) < args.clips:
         raise SystemExit(f"{corpus} has {len(manifest)} clips, fewer than --clips {args.clips}")
     manifest = manifest.sample(n=args.clips, random_state=0).sort_values("name")
     streams = make_models(ROOT / ".cache" / "bench-models" / f"h{args.hidden}-l{args.layers}-s{args.image_size}",
                           args.hidden, args.layers, args.image_size)
-    work = Path(tempfile.mkdtemp(prefix="mer-bench-"))
     cpus = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="mer-bench-extract-"))
+    manifest.to_parquet(work / "manifest.parquet")
     print(f"{args.clips} clips from {corpus}; encoders {list(streams.values())}; {cpus} CPU cores", flush=True)
 
-    # the sequential loop in a fresh process, so it pays its torch / transformers imports too
-    manifest.to_parquet(work / "manifest.parquet")
-    job = dict(manifest=str(work / "manifest.parquet"), streams=streams, out=str(work / "sequential"),
-               num_frames=args.num_frames, result=str(work / "sequential.json"), threads=args.sequential_threads)
-    (work / "job.json").write_text(json.dumps(job))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with PeakMemory() as seq_memory:
-        subprocess.run([sys.executable, __file__, "--sequential-only", str(work / "job.json")], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seq_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    seq = json.loads((work / "sequential.json").read_text())
-    print(f"sequential: {seq['seconds']:.1f} s", flush=True)
+    order = [s for k in range(args.repeats) for s in (SIDES if k % 2 == 0 else SIDES[::-1])]
+    runs: dict[str, list[dict]] = {s: [] for s in SIDES}
+    peak = {s: 0 for s in SIDES}
+    diff = None
+    for k, side in enumerate(order):
+        store = work / f"store-{k}"
+        job = dict(side=side, manifest=str(work / "manifest.parquet"), streams=streams, store=str(store),
+                   num_frames=args.num_frames, batch_size=args.batch_size, workers=args.workers,
+                   loader_threads=args.loader_threads, result=str(work / f"{k}.json"))
+        (work / f"{k}-job.json").write_text(json.dumps(job))
+        env = {key: v for key, v in os.environ.items() if key != "RAY_ADDRESS"}   # a fresh local Ray
+        child = subprocess.Popen([sys.executable, __file__, "--side", str(work / f"{k}-job.json")], env=env)
+        with PeakMemory(interval=0.5, pid=child.pid) as memory:
+            if child.wait() != 0:
+                raise SystemExit(f"the {side} side failed (exit {child.returncode}); its output is above")
+        out = json.loads((work / f"{k}.json").read_text())
+        first, last, first_clips = min(part_times(store, s) for s in streams)
+        out["startup_s"] = first - out["start"]
+        out["steady_clips_per_s"] = (args.clips - first_clips) / max(out["end"] - first, 1e-9)
+        out["load_average_1min"] = load_average()
+        runs[side].append(out)
+        peak[side] = max(peak[side], memory.peak_bytes)
+        print(f"{side}: {out['seconds']:.1f} s, start-up {out['startup_s']:.1f} s "
+              f"(load average {out['load_average_1min']})", flush=True)
+        if k == 1:
+            diff = compare(work / "store-0", work / "store-1", streams)
+    shutil.rmtree(work, ignore_errors=True)
 
-    # the same Ray a user gets on this machine; its start-up is not part of either measurement
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cfg = ExtractConfig(streams=streams, num_frames=args.num_frames, batch_size=args.batch_size,
-                        encoder_actors=args.encoder_actors)
-    with PeakMemory() as pipe_memory:
-        summary = extract_features(manifest, FeatureStore(work / "pipeline"), cfg, progress=False)
-    print(summary.line(), flush=True)
-    ray.shutdown()
+    def mean(side, key):
+        return float(np.mean([r[key] for r in runs[side]]))
 
-    cost = batched_encode_cost(manifest, streams, args.num_frames, args.batch_size)
-    seq_rate, pipe_rate = args.clips / seq["seconds"], summary.clips / summary.seconds
-    # steady state: without model loading (sequential) and without the pool's start-up (pipeline:
-    # the time the decode + encode operator itself ran, from Ray Data's stats)
-    seq_steady = args.clips / (seq["seconds"] - seq["stages"]["load"])
-    ran = re.search(r"MapBatches\(EncodeAndStore\)[^\n]* in ([\d.]+)s", summary.stats)
-    pipe_steady = summary.clips / float(ran.group(1)) if ran else float("nan")
+    loader = runs["dataloader"]
+    decode_cpu = float(np.mean([r["decode_cpu_s"] for r in loader]))
+    encode_cpu = {s: float(np.mean([r["encode_cpu_s"][s] for r in loader])) for s in streams}
+    work_cpu = decode_cpu + sum(encode_cpu.values())
+    bound_s = work_cpu / cpus
+    ray_s, loader_s = mean("ray", "seconds"), mean("dataloader", "seconds")
+    rate = {s: args.clips / mean(s, "seconds") for s in SIDES}
+    steady = {s: mean(s, "steady_clips_per_s") for s in SIDES}
+    bound_rate = args.clips / bound_s
     result = {
-        "clips": args.clips, "cpus": cpus, "encoders": streams,
-        "sequential_torch_threads": args.sequential_threads or "default",
-        "pipeline_clips_per_s": round(pipe_rate, 2),
-        "sequential_clips_per_s": round(seq_rate, 2),
-        "ratio": round(pipe_rate / seq_rate, 2),
-        "steady_state_clips_per_s": {"pipeline": round(pipe_steady, 2), "sequential": round(seq_steady, 2)},
-        "steady_state_ratio": round(pipe_steady / seq_steady, 2),
-        # the "sequential" loop is not one core: torch's intra-op threads and FFmpeg's frame
-        # threads already spread it; this is how many cores it kept busy on average
-        "sequential_cores_used": round(seq_cpu / seq["seconds"], 2),
-        "pipeline_seconds": round(summary.seconds, 2), "sequential_seconds": round(seq["seconds"], 2),
-        "pipeline_peak_rss_mb": round(pipe_memory.peak / 2**20), "sequential_peak_rss_mb": round(seq_memory.peak / 2**20),
-        "sequential_stage_seconds": {k: round(v, 2) for k, v in seq["stages"].items()},
-        "encode_ms_per_clip_one_thread": {s: {k: round(v, 2) for k, v in c.items()} for s, c in cost.items()},
-        "pipeline_operator_stats": summary.stats,
+        "clips": args.clips, "encoders": streams,
+        "ray_clips_per_s": round(rate["ray"], 2), "dataloader_clips_per_s": round(rate["dataloader"], 2),
+        "ratio_vs_dataloader": round(rate["ray"] / rate["dataloader"], 3), "target_ratio_vs_dataloader": 1.0,
+        "bound_clips_per_s": round(bound_rate, 2), "fraction_of_bound": round(rate["ray"] / bound_rate, 3),
+        "target_fraction_of_bound": 0.85,
+        "ray_s": round(ray_s, 2), "dataloader_s": round(loader_s, 2), "bound_s": round(bound_s, 2),
+        "ray_init_s": round(mean("ray", "init_s"), 2),
+        "ratio_vs_dataloader_without_ray_init": round(loader_s / (ray_s - mean("ray", "init_s")), 3),
+        "startup_s": {s: round(mean(s, "startup_s"), 2) for s in SIDES},
+        "steady_clips_per_s": {s: round(steady[s], 2) for s in SIDES},
+        "steady_fraction_of_bound": {s: round(steady[s] / bound_rate, 3) for s in SIDES},
+        "stage_cpu_s": {"decode": round(decode_cpu, 2), **{f"encode_{s}": round(v, 2) for s, v in encode_cpu.items()}},
+        "stage_cpu_ms_per_clip": {"decode": round(1000 * decode_cpu / args.clips, 2),
+                                  **{f"encode_{s}": round(1000 * v / args.clips, 2) for s, v in encode_cpu.items()}},
+        "peak_pss_mib": {s: round(peak[s] / 2**20) for s in SIDES},
+        "runs_s": {s: [round(r["seconds"], 2) for r in runs[s]] for s in SIDES},
+        "features_max_abs_diff": diff,
+        "setup": {"num_frames": args.num_frames, "batch_size": args.batch_size, "workers": args.workers,
+                  "loader_torch_threads": args.loader_threads, "ray_actor_torch_threads": 1, "cpus": cpus,
+                  "hidden": args.hidden, "layers": args.layers, "image_size": args.image_size,
+                  "repeats": args.repeats, "order": order, "corpus": str(corpus),
+                  "load_average_1min_per_run": {s: [r["load_average_1min"] for r in runs[s]] for s in SIDES}},
     }
     print()
-    print(f"{'':12s} {'clips/s':>9s} {'seconds':>9s} {'peak RSS MB':>12s}")
-    print(f"{'sequential':12s} {seq_rate:9.2f} {seq['seconds']:9.1f} {result['sequential_peak_rss_mb']:12d}")
-    print(f"{'ray pipeline':12s} {pipe_rate:9.2f} {summary.seconds:9.1f} {result['pipeline_peak_rss_mb']:12d}")
-    print(f"ratio {result['ratio']:.2f}x (target >= 1.7 on 2 cores); steady state (no loading / start-up): "
-          f"pipeline {pipe_steady:.1f} vs sequential {seq_steady:.1f} clips/s, {result['steady_state_ratio']:.2f}x")
-    print(f"the sequential loop kept {result['sequential_cores_used']:.2f} of {cpus} cores busy on average")
-    print("sequential time by stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seq["stages"].items()))
-    print("encoder cost per clip, one thread (ms): " + "; ".join(
-        f"{s}: " + ", ".join(f"{k} {v:.1f}" for k, v in c.items()) for s, c in cost.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
-    shutil.rmtree(work, ignore_errors=True)
-    return result
+    print(f"{'':34s} {'clips/s':>8s} {'seconds':>8s} {'start-up s':>10s} {'steady clips/s':>15s} {'peak PSS MiB':>13s}")
+    for side, label in (("dataloader", f"DataLoader, {args.workers} decode workers"),
+                        ("ray", f"Ray Data, {args.workers} encoder actors")):
+        print(f"{label:34s} {rate[side]:8.2f} {mean(side, 'seconds'):8.1f} {mean(side, 'startup_s'):10.1f} "
+              f"{steady[side]:15.2f} {result['peak_pss_mib'][side]:13d}")
+    print(f"{f'2-core bound (decode + encode CPU-s / {cpus})':34s} {bound_rate:8.2f} {bound_s:8.1f}")
+    print(f"ratio vs DataLoader {result['ratio_vs_dataloader']:.2f}x (target >= 1.0; without ray.init "
+          f"{result['ratio_vs_dataloader_without_ray_init']:.2f}x); fraction of the bound "
+          f"{result['fraction_of_bound']:.2f} (target >= 0.85), steady state {result['steady_fraction_of_bound']}")
+    print("CPU ms per clip by stage: " + ", ".join(f"{k} {v}" for k, v in result["stage_cpu_ms_per_clip"].items())
+          + f"; features equal across sides up to {diff}")
+    return write_record(args.out, result, script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
 
 
 if __name__ == "__main__":

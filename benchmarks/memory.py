@@ -12,15 +12,19 @@ class PeakMemory:
     (the Ray object store's mmap, copy-on-write) between the processes that map them, so the
     sum counts every byte once — RSS would count the shared feature matrix once per worker."""
 
-    def __init__(self, interval: float = 1.0):
-        self.interval, self.peak_bytes = interval, 0
+    def __init__(self, interval: float = 1.0, pid: int | None = None):
+        self.interval, self.peak_bytes, self.pid = interval, 0, pid   # pid None: this process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        root = psutil.Process()
+        try:
+            root = psutil.Process(self.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:   # the measured process has exited
+            return 0
         total = 0
-        for proc in [root, *root.children(recursive=True)]:
+        for proc in tree:
             try:
                 total += proc.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
