@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames-in-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="keep decoded frames in the object store across epochs (default: when they fit)")
     p.add_argument("--split", choices=SPLITS, help="clips to adapt on (default: unlabeled)")
+    p.add_argument("--transductive", action="store_true", default=None,
+                   help="also adapt on the held-out test clips (left out by default; report such a run apart)")
+    p.add_argument("--truth", help="truth folder naming the held-out test clips (default: <corpus>/truth)")
     p.add_argument("--num-frames", type=int)
     p.add_argument("--crop", choices=("center", "none"))
     p.add_argument("--face-boxes", help="CSV name,left,top,width,height: crop each clip to its face")

@@ -14,7 +14,8 @@ import yaml
 __all__ = ["PretrainConfig", "SPLITS"]
 
 # "unlabeled": the pool only (seed 000 adapts on the unlabeled MER videos); "all": every clip of
-# the manifest — the MAE never sees a label, so adding the labeled clips leaks nothing.
+# the manifest — the MAE never sees a label, so adding the labeled clips leaks nothing. Either
+# leaves the held-out test clips out unless `transductive`.
 SPLITS = ("unlabeled", "all")
 
 
@@ -29,6 +30,10 @@ class PretrainConfig:
     mask_ratio: float | None = None  # None: the papers' 0.75 (image MAE) / 0.9 (VideoMAE tube masking)
     norm_pix_loss: bool = True    # MAE: reconstruct per-patch normalised pixels
     split: str = "unlabeled"      # which clips to adapt on, see SPLITS
+    # held-out test clips (split "test", truth/test*.csv) are never pre-trained on unless
+    # `transductive` (mer_ray.adapt.clips): such a run is reported apart
+    transductive: bool = False
+    truth: str | None = None      # the truth folder naming the test clips; None: <corpus>/truth
     num_frames: int = 16          # frames decoded per clip (seed 000: 16)
     crop: str = "center"          # "center" | "none", as in feature extraction
     face_boxes: str | None = None  # CSV name,left,top,width,height: face-cropped frames (seed 000)

@@ -34,6 +34,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from mer_ray.corpus.manifest import read_corpus
 
+from .clips import pretrain_clips, truth_folder
 from .config import PretrainConfig
 from .frames import FrameCache, FrameSettings, build_frame_cache, frames_dataset
 from .mae import MAEKind, create_mae_kind, unwrap
@@ -90,8 +91,8 @@ def _save(folder: Path, kind: MAEKind, model, optimizer, epoch: int, history: li
     (folder / "history.json").write_text(json.dumps(history, indent=1))
     kind.export(model, folder / "encoder", provenance=dict(
         adapted_by="mer_ray.adapt (continued MAE pre-training)", model=cfg.model, size=cfg.size,
-        init=cfg.init, corpus=cfg.corpus, split=cfg.split, epochs=epoch, mask_ratio=kind.mask_ratio(cfg),
-        final_loss=history[-1]["loss"] if history else None))
+        init=cfg.init, corpus=cfg.corpus, split=cfg.split, transductive=cfg.transductive, epochs=epoch,
+        mask_ratio=kind.mask_ratio(cfg), final_loss=history[-1]["loss"] if history else None))
 
 
 def pretrain_loop(config: dict) -> None:
@@ -157,15 +158,6 @@ def pretrain_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _clips(cfg: PretrainConfig):
-    manifest = read_corpus(cfg.corpus)
-    clips = manifest if cfg.split == "all" else manifest[manifest["split"] == "unlabeled"]
-    if clips.empty:
-        raise ValueError(f"{cfg.corpus}: no {cfg.split} clips to pre-train on; pass --split all to use "
-                         f"every clip of the manifest")
-    return clips
-
-
 def _copy_atomic(source: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -178,7 +170,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
 # What a resumed run must share with the run it continues; epochs, workers, batch size and the
 # learning rate may change between reruns (more epochs is how a finished run goes on).
 SAME_ON_RESUME = ("corpus", "model", "size", "init", "image_size", "mask_ratio", "norm_pix_loss", "split",
-                  "num_frames", "crop", "face_boxes", "seed")
+                  "transductive", "num_frames", "crop", "face_boxes", "seed")
 
 
 def _check_resume(out: Path, cfg: PretrainConfig) -> None:
@@ -222,7 +214,11 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
 
     if not ray.is_initialized():
         ray.init(dashboard_host="127.0.0.1")   # joins RAY_ADDRESS when set (ray job submit)
-    clips = _clips(cfg)
+    clips, left_out = pretrain_clips(read_corpus(cfg.corpus), cfg.split, truth=truth_folder(cfg.corpus, cfg.truth),
+                                     transductive=cfg.transductive)
+    print(f"pre-training on {len(clips)} {cfg.split} clips; "
+          + ("transductive: the held-out test clips are in" if cfg.transductive
+             else f"{left_out} held-out test clips left out"), flush=True)
     settings = FrameSettings(cfg.num_frames, kind.input_size(cfg), cfg.crop, cfg.face_boxes)
     cache = FrameCache(cfg.frame_cache or out / "frames", settings)
     started = time.perf_counter()
