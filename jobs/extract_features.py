@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder-actors", type=int, help="encoder actors at most (one GPU each on GPU nodes)")
     p.add_argument("--num-frames", type=int)
     p.add_argument("--frame-size", type=int, help="crop and resize frames to this square size")
-    p.add_argument("--crop", choices=("center", "none"))
-    p.add_argument("--face-boxes", help="CSV name,left,top,width,height: crop each clip to its face")
+    p.add_argument("--crop", choices=("center", "none", "face"), help="face: detect and crop the face (docs/faces.md)")
+    p.add_argument("--face-boxes", help="face_boxes.parquet from `mer-ray faces`, or a CSV name,left,top,width,height")
+    p.add_argument("--face-detector", help="crop face: haar (default, bundled with OpenCV) | yunet:/path/model.onnx")
     p.add_argument("--limit", type=int, help="only the first N clips of the manifest (a smoke test)")
     args = p.parse_args(argv)
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "extract.streams": streams, "extract.batch_size": args.batch_size,
         "extract.encoder_actors": args.encoder_actors, "extract.num_frames": args.num_frames,
         "extract.frame_size": args.frame_size, "extract.crop": args.crop,
-        "extract.face_boxes": args.face_boxes,
+        "extract.face_boxes": args.face_boxes, "extract.face_detector": args.face_detector,
     }).extract
     print("extraction config:\n" + "\n".join(f"  {k}: {v}" for k, v in dataclasses.asdict(cfg).items()),
           flush=True)

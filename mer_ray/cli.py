@@ -9,6 +9,7 @@
     mer-ray pretrain-mae ...                    jobs/pretrain_mae.py (MAE adaptation, seed 000)
     mer-ray denoise --corpus C --out D ...      jobs/denoise_audio.py (seed 004's separation + ASR rule)
     mer-ray noisy-corpus --corpus C --out D     jobs/make_noisy_corpus.py (MER-NOISE copy)
+    mer-ray faces --corpus C                    jobs/detect_faces.py (face_boxes.parquet, docs/faces.md)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ JOB_COMMANDS = {
     "demo-corpus": "make_demo_corpus.py",
     "denoise": "denoise_audio.py",
     "extract": "extract_features.py",
+    "faces": "detect_faces.py",
     "mine": "cyclic_mining.py",
     "pretrain-mae": "pretrain_mae.py",
     "noisy-corpus": "make_noisy_corpus.py",

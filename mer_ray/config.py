@@ -51,8 +51,11 @@ class ExtractConfig:
         "audio": "logmel-stats", "video": "frame-stats", "text": "minilm"})
     num_frames: int = 16
     frame_size: int | None = None
-    crop: str = "center"          # "center" | "none" (see mer_ray.corpus.media.decode_clip)
-    face_boxes: str | None = None  # CSV name,left,top,width,height: crop each clip to its face box
+    crop: str = "center"          # "center" | "none" (mer_ray.corpus.media) | "face" (mer_ray.faces, docs/faces.md)
+    # face_boxes.parquet from `mer-ray faces` (per frame) or a CSV name,left,top,width,height (per clip)
+    face_boxes: str | None = None
+    face_detector: str = "haar"   # crop: face: "haar" (bundled with OpenCV) | "yunet:/path/model.onnx"
+    face_margin: float = 0.2      # crop: face: added on each side of the face square, a share of its side
     batch_size: int = 32          # clips per encoder call and per part file
     encoder_actors: int = 2       # max size of the encoder actor pool
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0

@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
+from mer_ray.corpus.media import MediaError, decode_clip
+from mer_ray.faces import FaceSettings, create_detector, decode_face_clip
+from mer_ray.faces.boxes import box_cells, parse_box_cell
 from mer_ray.raydata import dataset_of
 
 __all__ = ["FrameCache", "FrameSettings", "build_frame_cache", "frames_dataset"]
@@ -36,8 +38,10 @@ __all__ = ["FrameCache", "FrameSettings", "build_frame_cache", "frames_dataset"]
 class FrameSettings:
     num_frames: int
     side: int
-    crop: str = "center"
+    crop: str = "center"           # "center" | "none" | "face" (mer_ray.faces: detected while decoding)
     face_boxes: str | None = None
+    face_detector: str = "haar"    # crop: face
+    face_margin: float = 0.2       # crop: face, and boxes from face_boxes.parquet
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -50,7 +54,8 @@ class FrameCache:
         self.settings = settings
         meta = self.root / "cache.json"
         if meta.exists():
-            saved = json.loads(meta.read_text())
+            # a cache made before a setting existed was made with that setting's default
+            saved = {**asdict(FrameSettings(1, 1)), **json.loads(meta.read_text())}
             if saved != asdict(settings):
                 raise ValueError(f"frame cache {self.root} holds frames decoded with {saved}, not "
                                  f"{asdict(settings)}; give another --frame-cache folder or delete this one")
@@ -94,8 +99,16 @@ def _decode_to_cache(batch: pd.DataFrame, *, cache_root: str, settings: dict) ->
     for rec, box in zip(batch.itertuples(index=False), boxes):
         error = ""
         try:
-            clip = decode_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side, crop=cfg.crop,
-                               face_box=tuple(box) if box is not None else None, want=("video",))
+            stored = parse_box_cell(box)
+            if cfg.crop == "face" and stored is None:
+                clip, _ = decode_face_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side,
+                                           settings=FaceSettings(cfg.face_detector, cfg.face_margin),
+                                           want=("video",))
+            else:
+                clip = decode_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side,
+                                   crop="none" if cfg.crop == "face" else cfg.crop,
+                                   face_box=stored[0] if stored else None, margin=stored[1] if stored else 0.0,
+                                   want=("video",))
             if clip.frames is None:
                 error = f"{rec.name}: no video stream in {rec.video}; nothing to pre-train on"
             else:
@@ -119,9 +132,10 @@ def build_frame_cache(clips: pd.DataFrame, cache: FrameCache, *, batch_size: int
     skipped = {n: f"{n}: the manifest gives no video file" for n in todo.loc[without_video, "name"]}
     todo = todo[~without_video]
     if len(todo):
+        if cache.settings.crop == "face":
+            create_detector(cache.settings.face_detector)   # missing weights: fail before any work
         if cache.settings.face_boxes:
-            boxes = read_face_boxes(cache.settings.face_boxes)
-            todo["face_box"] = [list(boxes[n]) if n in boxes else None for n in todo["name"]]
+            todo["face_box"] = box_cells(cache.settings.face_boxes, todo["name"], cache.settings.face_margin)
         ds = (dataset_of(todo, rows_per_block=batch_size, max_blocks=512)
               .map_batches(_decode_to_cache, fn_kwargs=dict(cache_root=str(cache.root),
                                                             settings=asdict(cache.settings)),

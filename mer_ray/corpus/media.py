@@ -13,9 +13,12 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["CROPS", "DecodedClip", "MediaError", "decode_clip", "probe_media", "read_face_boxes"]
+__all__ = ["BoxTrack", "CROPS", "DecodedClip", "MediaError", "centre_box", "crop_square", "decode_clip",
+           "probe_media", "read_face_boxes"]
 
-CROPS = ("center", "none")
+CROPS = ("center", "none")   # "face" is mer_ray.faces: it detects on these frames, then crops
+
+Box = tuple[float, float, float, float]   # left, top, width, height in the video's pixels
 
 
 @dataclass
@@ -24,6 +27,42 @@ class DecodedClip:
 
     frames: np.ndarray | None  # uint8 [num_frames, H, W, 3], sampled uniformly over the clip
     audio: np.ndarray | None  # float32 mono waveform at `sample_rate`
+    indices: np.ndarray | None = None  # int64 [num_frames]: each sampled frame's index in the video
+
+
+@dataclass(frozen=True)
+class BoxTrack:
+    """Face boxes recorded at some of a clip's frames (`mer-ray faces` writes them per sampled
+    frame): a decoded frame takes the box of the nearest recorded frame, so boxes detected once
+    serve an extraction that samples other frames too."""
+
+    frames: np.ndarray   # int64 [K], video frame indices, ascending
+    boxes: np.ndarray    # float [K, 4], (left, top, width, height)
+
+    def box_at(self, index: int) -> Box:
+        nearest = int(np.abs(self.frames - index).argmin())
+        return tuple(float(v) for v in self.boxes[nearest])
+
+
+def centre_box(height: int, width: int) -> Box:
+    """The largest centred square: the crop of a clip where no face was found."""
+    side = min(height, width)
+    return float((width - side) // 2), float((height - side) // 2), float(side), float(side)
+
+
+def crop_square(rgb: np.ndarray, box: Box, *, margin: float = 0.0, size: int | None = None) -> np.ndarray:
+    """The square around `box`'s centre with its longer side plus `margin` of it on each side,
+    shifted (then shrunk) to stay inside the frame, resized to `size` x `size` when given."""
+    height, width = rgb.shape[:2]
+    left, top, box_w, box_h = box
+    side = max(1, min(int(round(max(box_w, box_h) * (1.0 + 2.0 * margin))), height, width))
+    cx, cy = left + box_w / 2.0, top + box_h / 2.0
+    x0 = int(round(min(max(cx - side / 2.0, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2.0, 0), height - side)))
+    rgb = rgb[y0 : y0 + side, x0 : x0 + side]
+    if size is None or rgb.shape[:2] == (size, size):
+        return np.ascontiguousarray(rgb)
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
 
 
 class MediaError(Exception):
@@ -38,7 +77,8 @@ def decode_clip(
     frame_size: int | None = None,
     sample_rate: int = 16000,
     crop: str = "center",
-    face_box: tuple[float, float, float, float] | None = None,
+    face_box: Box | BoxTrack | None = None,
+    margin: float = 0.0,
     want: tuple[str, ...] = ("video", "audio"),
 ) -> DecodedClip:
     """Decode `num_frames` uniformly spaced frames of `video` and the audio of the clip.
@@ -52,7 +92,9 @@ def decode_clip(
     Cropping, then resizing to `frame_size` x `frame_size` when it is given:
       - `face_box=(left, top, width, height)` in the video's pixels (one box per clip, e.g. from
         a face detector run once over the corpus; see `read_face_boxes`): every frame is cut to
-        the square around the box's centre with the box's longer side, clipped to the frame;
+        the square around the box's centre with the box's longer side (plus `margin` of it on
+        each side), clipped to the frame; a `BoxTrack` (per-frame boxes from `mer-ray faces`)
+        gives each frame the box recorded nearest to it;
       - else `crop="center"`: the largest centred square (faces in MER clips are near the middle);
       - `crop="none"`: the whole frame, squashed to a square only when `frame_size` is given.
 
@@ -66,9 +108,11 @@ def decode_clip(
     if video is None and audio is None:
         raise MediaError("decode_clip got neither a video nor an audio path; give at least one")
 
-    frames = None
+    frames = indices = None
     if video is not None and "video" in want:
-        frames = _decode_frames(Path(video), num_frames, _Framing(frame_size, crop, face_box))
+        decoded = _decode_frames(Path(video), num_frames, _Framing(frame_size, crop, face_box, margin))
+        if decoded is not None:
+            indices, frames = decoded
     audio_source = Path(audio) if audio is not None else (Path(video) if video is not None else None)
     waveform = None
     if audio_source is not None and "audio" in want:
@@ -79,7 +123,7 @@ def decode_clip(
             f"{video}: has no decodable video or audio stream; check that it plays "
             f"(ffprobe '{video}') or drop the clip from the manifest"
         )
-    return DecodedClip(frames=frames, audio=waveform)
+    return DecodedClip(frames=frames, audio=waveform, indices=indices)
 
 
 @dataclass(frozen=True)
@@ -88,18 +132,15 @@ class _Framing:
 
     size: int | None
     crop: str
-    box: tuple[float, float, float, float] | None
+    box: Box | BoxTrack | None
+    margin: float = 0.0
 
-    def apply(self, rgb: np.ndarray) -> np.ndarray:
+    def apply(self, rgb: np.ndarray, index: int) -> np.ndarray:
         height, width = rgb.shape[:2]
         if self.box is not None:
-            left, top, box_w, box_h = self.box
-            side = max(1, min(int(round(max(box_w, box_h))), height, width))
-            cx, cy = left + box_w / 2.0, top + box_h / 2.0
-            x0 = int(round(min(max(cx - side / 2.0, 0), width - side)))
-            y0 = int(round(min(max(cy - side / 2.0, 0), height - side)))
-            rgb = rgb[y0 : y0 + side, x0 : x0 + side]
-        elif self.crop == "center" and self.size is not None:
+            box = self.box.box_at(index) if isinstance(self.box, BoxTrack) else self.box
+            return crop_square(rgb, box, margin=self.margin, size=self.size)
+        if self.crop == "center" and self.size is not None:
             side = min(height, width)
             top, left = (height - side) // 2, (width - side) // 2
             rgb = rgb[top : top + side, left : left + side]
@@ -159,20 +200,23 @@ def _count_video_packets(path: Path) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
-def _decode_frames(path: Path, num_frames: int, framing: _Framing) -> np.ndarray | None:
+def _decode_frames(path: Path, num_frames: int, framing: _Framing) -> tuple[np.ndarray, np.ndarray] | None:
+    """(video frame indices, frames) of `num_frames` uniformly sampled frames; None: no video."""
     try:
         expected = _count_video_packets(path)
         if expected == 0:
             return None
-        picked = _pick_frames(path, _uniform_indices(expected, num_frames), framing)
+        indices = _uniform_indices(expected, num_frames)
+        picked = _pick_frames(path, indices, framing)
         if picked is None:
             # The packet count was wrong (an undecodable packet, a codec with delayed frames):
             # decode once to count exactly, then pick again.
             actual = _decode_all_count(path)
             if actual == 0:
                 return None
-            picked = _pick_frames(path, _uniform_indices(actual, num_frames), framing)
-        return picked
+            indices = _uniform_indices(actual, num_frames)
+            picked = _pick_frames(path, indices, framing)
+        return None if picked is None else (indices, picked)
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -196,7 +240,7 @@ def _pick_frames(path: Path, indices: np.ndarray, framing: _Framing) -> np.ndarr
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                kept[index] = framing.apply(frame.to_ndarray(format="rgb24"))
+                kept[index] = framing.apply(frame.to_ndarray(format="rgb24"), index)
             if index >= last:
                 break
     if len(kept) < len(wanted):

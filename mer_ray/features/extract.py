@@ -34,8 +34,11 @@ import pandas as pd
 import ray
 
 from mer_ray.config import ExtractConfig
-from mer_ray.corpus.media import MediaError, decode_clip, read_face_boxes
+from mer_ray.corpus.media import CROPS, MediaError, decode_clip
 from mer_ray.encoders import create_encoder, encoder_modality
+from mer_ray.faces import FaceSettings, create_detector, decode_face_clip
+from mer_ray.faces.boxes import (box_cells, parse_box_cell, records_json, records_table, summarise,
+                                 track_records, write_box_table)
 from mer_ray.features.store import FeatureStore
 from mer_ray.raydata import actor_pool_size, dataset_of, decode_and_encode_resources, gpus_per_actor
 
@@ -46,6 +49,7 @@ MODALITY_INPUT = {"audio": ("audio",), "video": ("frames",), "text": ("transcrip
 PART_MODALITY = {"audio": "audio", "frames": "video", "transcript": "text"}
 MISSING = "missing"
 INFO_FILE = ".encoder-info.json"   # written by an encoder actor, read back for meta.json
+FACE_BOXES = "face_boxes.parquet"  # <store>/face_boxes.parquet: the boxes `crop: face` used, per frame
 
 
 @dataclass
@@ -54,6 +58,7 @@ class ExtractSummary:
     stored: Counter = field(default_factory=Counter)       # stream → features written
     missing: Counter = field(default_factory=Counter)      # "stream: reason" → clips without it
     quarantined: Counter = field(default_factory=Counter)  # reason → clips
+    faces: Counter = field(default_factory=Counter)        # crop: face: what was found, fallbacks
     seconds: float = 0.0
     stats: str = ""                # Ray Data's per-operator timing of the run (where time went)
 
@@ -65,8 +70,10 @@ class ExtractSummary:
         bad = ", ".join(f"{n} {reason}" for reason, n in self.quarantined.most_common()) or "none"
         done = ", ".join(f"{s} {n}" for s, n in sorted(self.stored.items())) or "nothing new"
         absent = ", ".join(f"{n} {what}" for what, n in sorted(self.missing.items())) or "none"
+        faces = ", ".join(f"{n} {what}" for what, n in self.faces.items())
         return (f"extraction: {self.clips} clips in {self.seconds:.1f} s ({self.clips_per_s:.1f} clips/s); "
-                f"stored: {done}; missing modality: {absent}; quarantined: {bad}")
+                f"stored: {done}; missing modality: {absent}; quarantined: {bad}"
+                + (f"; faces: {faces}" if faces else ""))
 
 
 def _pack(array: np.ndarray | None) -> tuple[bytes, list[int]]:
@@ -82,21 +89,33 @@ def _unpack(data: bytes, shape, dtype) -> np.ndarray | None:
 
 
 def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None, crop: str = "center",
-                 need_frames: bool = True, need_audio: bool = True, corruption=None) -> pd.DataFrame:
+                 need_frames: bool = True, need_audio: bool = True, corruption=None,
+                 faces: FaceSettings | None = None) -> pd.DataFrame:
     """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception.
 
-    `corruption` (a `mer_ray.corpus.noise.Corruption`) corrupts each decoded clip, seeded by its
-    name: the "noisy view" of the labeled clips (seed 003's MER-NOISE augmentation)."""
-    out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error")}
+    `crop="face"` finds the face here (`faces`: how), unless the clip has stored boxes (a
+    `face_box` cell, from the `face_boxes` option); the clip's boxes come back in its `faces` cell
+    (face_boxes.parquet rows as JSON). `corruption` (a `mer_ray.corpus.noise.Corruption`)
+    corrupts each decoded clip, seeded by its name: the "noisy view" of the labeled clips (seed
+    003's MER-NOISE augmentation)."""
+    out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error", "faces")}
     boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
     for rec, box in zip(batch.itertuples(index=False), boxes):
         frames = audio = None
-        error = ""
+        error = face_cell = ""
         if need_frames or need_audio:
             try:
                 want = ("video",) * need_frames + ("audio",) * need_audio
-                clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size,
-                                   crop=crop, face_box=tuple(box) if box is not None else None, want=want)
+                stored = parse_box_cell(box)
+                if crop == "face" and stored is None and need_frames:
+                    clip, track = decode_face_clip(rec.video, rec.audio, num_frames=num_frames,
+                                                   frame_size=frame_size, settings=faces, want=want)
+                    face_cell = records_json(track_records(rec.name, track)) if track is not None else ""
+                else:
+                    clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size,
+                                       crop="none" if crop == "face" else crop,
+                                       face_box=stored[0] if stored else None,
+                                       margin=stored[1] if stored else 0.0, want=want)
                 frames, audio = clip.frames, clip.audio
                 if corruption is not None:
                     frames, audio = corruption.apply(rec.name, frames, audio)
@@ -109,6 +128,7 @@ def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None
             out[key].append(data)
             out[f"{key}_shape"].append(shape)
         out["error"].append(error)
+        out["faces"].append(face_cell)
     return batch.drop(columns=["face_box"], errors="ignore").assign(**out)
 
 
@@ -148,6 +168,7 @@ class EncodeAndStore:
         }
         names = list(batch["name"])
         decode_errors = list(batch["error"])
+        face_cells = dict(zip(names, batch["faces"])) if "faces" in batch else {}
         rows = []
         for stream, encoder in self.encoders.items():
             parts = MODALITY_INPUT[encoder.modality]
@@ -181,7 +202,9 @@ class EncodeAndStore:
             good = [keep[i] for i in np.flatnonzero(finite)]
             self.store.write_part(stream, [names[i] for i in good], features[finite])
             rows += [(names[i], stream, "ok", "") for i in good]
-        return pd.DataFrame(rows, columns=["name", "stream", "stage", "message"])
+        table = pd.DataFrame(rows, columns=["name", "stream", "stage", "message"])
+        # the clip's face boxes ride back to the driver with its rows (face_boxes.parquet there)
+        return table.assign(faces=[face_cells.get(n, "") for n in table["name"]])
 
 
 def plan(manifest: pd.DataFrame, store: FeatureStore, streams: dict[str, str]) -> dict[str, list[str]]:
@@ -206,6 +229,12 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
     (corrupted by `corruption` right after decoding when given, see `decode_batch`)."""
     start = time.perf_counter()
     summary = ExtractSummary()
+    if cfg.crop not in (*CROPS, "face"):
+        raise ValueError(f"extract.crop must be one of {(*CROPS, 'face')}, got {cfg.crop!r}")
+    faces = None
+    if cfg.crop == "face":
+        faces = FaceSettings(detector=cfg.face_detector, margin=cfg.face_margin)
+        create_detector(faces.detector)   # unknown detector or missing weights: fail before any work
     store.sync()   # a remote store: what earlier runs and other nodes uploaded counts as done
     todo = plan(manifest, store, dict(cfg.streams))
     pending = sorted(set().union(*todo.values())) if todo else []
@@ -218,8 +247,8 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
         clips = clips[["name", "video", "audio", "transcript"]].astype(object)
         clips = clips.where(clips.notna(), None)
         if cfg.face_boxes:
-            boxes = read_face_boxes(cfg.face_boxes)
-            clips["face_box"] = [list(boxes[n]) if n in boxes else None for n in clips["name"]]
+            clips["face_box"] = box_cells(cfg.face_boxes, clips["name"], cfg.face_margin)
+            summary.faces["clips cropped to stored boxes"] = int(clips["face_box"].notna().sum())
         gpus = gpus_per_actor(cfg.gpus_per_actor)
         actors = actor_pool_size(cfg.encoder_actors, len(clips), cfg.batch_size, gpus)
         # GPU actors: separate decode tasks; CPU only: one fused stage (see the function)
@@ -231,7 +260,7 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             .map_batches(
                 decode_batch,
                 fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,
-                               need_frames=_needs(modalities, "frames"),
+                               faces=faces, need_frames=_needs(modalities, "frames"),
                                need_audio=_needs(modalities, "audio")),
                 batch_format="pandas", batch_size=8, **decode_resources,
             )
@@ -247,7 +276,9 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             )
         )
         errors: dict[str, list[dict]] = {s: [] for s in cfg.streams}
+        face_cells: dict[str, str] = {}
         for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+            face_cells.update((n, c) for n, c in zip(batch["name"], batch["faces"]) if c)
             for rec in batch.itertuples(index=False):
                 if rec.stage == "ok":
                     summary.stored[rec.stream] += 1
@@ -261,6 +292,10 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
         store.sync()   # parts written by actors on other nodes
         for stream, records in errors.items():
             store.write_errors(stream, records)
+        if face_cells:
+            face_records = records_table(face_cells.values())
+            summary.faces.update(summarise(face_records))
+            store.publish(write_box_table(store.root / FACE_BOXES, face_records))
     for stream, spec in cfg.streams.items():
         if todo.get(stream) or not (store.folder(stream) / "meta.json").exists():
             store.write_meta(stream, _encoder_info(store, stream, spec))
