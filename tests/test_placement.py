@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from mer_ray.config import LearnerSpec
-from mer_ray.mining.placement import assign_learners, estimate_cost, place
+from mer_ray.mining.placement import estimate_cost, learners_of_worker, place
 from mer_ray.synthetic import synthetic_table
 
 DIMS = {"audio": 1024, "text": 768, "video": 512, "face": 256}
@@ -42,6 +42,6 @@ def test_cost_estimate_ranks_the_measured_order_and_keeps_the_rng():
 
 def test_every_rank_agrees_and_every_learner_is_trained_once():
     table, _ = synthetic_table(20, 20, DIMS, seed=0)
-    parts = [assign_learners(LEARNERS, table, rank, 2) for rank in range(2)]
+    parts = [learners_of_worker(LEARNERS, table, rank, 2) for rank in range(2)]
     assert sorted(parts[0] + parts[1]) == [0, 1, 2, 3]
-    assert parts == [assign_learners(LEARNERS, table, rank, 2) for rank in range(2)]
+    assert parts == [learners_of_worker(LEARNERS, table, rank, 2) for rank in range(2)]

@@ -88,8 +88,8 @@ def mining_loop(config: dict) -> None:
     torch.set_num_threads(1)  # one learner per core; also makes results independent of world size
     # Ray Train sets CUDA_VISIBLE_DEVICES per worker, so "cuda" is this worker's own GPU
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
-    from mer_ray.mining.placement import assign_learners  # balanced by estimated cost, same on every rank
-    my_learners = assign_learners(learners, table, rank, world, folds=cfg.mining.folds)
+    from mer_ray.mining.placement import learners_of_worker  # balanced by estimated cost, alike on every rank
+    my_learners = learners_of_worker(learners, table, rank, world, folds=cfg.mining.folds)
     policy = create_policy(cfg.mining)
     # an object-store run: this node's copy of the run folder, up to date with the bucket
     mirror = Mirror(config["run_remote"], run_dir) if config.get("run_remote") else None

@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mer_ray.config import LearnerSpec
 from mer_ray.features.table import FeatureTable
 
-__all__ = ["assign_learners", "estimate_cost", "place"]
+__all__ = ["estimate_cost", "learners_of_worker", "place"]
 
 PROBE_ROWS = 4   # rows of the FLOP probe; FLOPs are linear in the rows, any small number will do
 
@@ -59,7 +59,7 @@ def place(costs: Sequence[float], workers: int) -> list[list[int]]:
     return [sorted(o) for o in owned]
 
 
-def assign_learners(learners: Sequence[LearnerSpec], table: FeatureTable, rank: int, world: int, *,
+def learners_of_worker(learners: Sequence[LearnerSpec], table: FeatureTable, rank: int, world: int, *,
                     folds: int = 1) -> list[int]:
     """The learner indices worker `rank` of `world` trains, balanced by `estimate_cost`."""
     costs = [estimate_cost(spec, table, folds=folds) for spec in learners]
