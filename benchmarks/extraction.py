@@ -19,7 +19,9 @@ process starts, so it pays its imports (torch, transformers, Ray) and model load
               main process, one torch thread), divided by the cores: no side can beat it.
 `fraction_of_bound` = bound seconds / the pipeline's seconds. "Steady state" leaves out every
 side's start-up the same way: from its first part file written to its last (file times).
-Memory: peak PSS of each side's process tree (PSS counts shared object-store pages once).
+Memory: peak PSS of each side's process tree (PSS counts shared object-store pages once). On a
+shared machine a side gets fewer than all cores: `cores_used` (its tree's CPU-s / wall) says how
+many, and `work_share_of_cpu` (decode + encode CPU-s / its CPU-s) how much of it was the work.
 
 Prints a table and writes benchmarks/results/extraction.json (or --out).
 """
@@ -48,6 +50,7 @@ FIELDS = ("clips", "encoders", "ray_clips_per_s", "dataloader_clips_per_s", "rat
           "target_ratio_vs_dataloader", "bound_clips_per_s", "fraction_of_bound", "target_fraction_of_bound",
           "ray_s", "dataloader_s", "bound_s", "ray_init_s", "ratio_vs_dataloader_without_ray_init",
           "startup_s", "steady_clips_per_s", "steady_fraction_of_bound", "stage_cpu_s", "stage_cpu_ms_per_clip",
+          "cpu_s", "cores_used", "work_share_of_cpu",
           "peak_pss_mib", "runs_s", "features_max_abs_diff", "setup")
 
 
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         out["startup_s"] = first - out["start"]
         out["steady_clips_per_s"] = (args.clips - first_clips) / max(out["end"] - first, 1e-9)
         out["load_average_1min"] = load_average()
+        out["cpu_s"] = memory.cpu_seconds
         runs[side].append(out)
         peak[side] = max(peak[side], memory.peak_bytes)
         print(f"{side}: {out['seconds']:.1f} s, start-up {out['startup_s']:.1f} s "
@@ -271,6 +275,11 @@ def main(argv: list[str] | None = None) -> dict:
         "stage_cpu_s": {"decode": round(decode_cpu, 2), **{f"encode_{s}": round(v, 2) for s, v in encode_cpu.items()}},
         "stage_cpu_ms_per_clip": {"decode": round(1000 * decode_cpu / args.clips, 2),
                                   **{f"encode_{s}": round(1000 * v / args.clips, 2) for s, v in encode_cpu.items()}},
+        # the CPU each side's process tree used: on a shared machine it gets fewer cores than it
+        # has, and the share of its CPU-seconds that was the work itself is its overhead's mirror
+        "cpu_s": {s: round(mean(s, "cpu_s"), 1) for s in SIDES},
+        "cores_used": {s: round(mean(s, "cpu_s") / mean(s, "seconds"), 2) for s in SIDES},
+        "work_share_of_cpu": {s: round(work_cpu / mean(s, "cpu_s"), 3) for s in SIDES},
         "peak_pss_mib": {s: round(peak[s] / 2**20) for s in SIDES},
         "runs_s": {s: [round(r["seconds"], 2) for r in runs[s]] for s in SIDES},
         "features_max_abs_diff": diff,
@@ -290,6 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ratio vs DataLoader {result['ratio_vs_dataloader']:.2f}x (target >= 1.0; without ray.init "
           f"{result['ratio_vs_dataloader_without_ray_init']:.2f}x); fraction of the bound "
           f"{result['fraction_of_bound']:.2f} (target >= 0.85), steady state {result['steady_fraction_of_bound']}")
+    print(f"CPU-s used {result['cpu_s']}, cores used {result['cores_used']}, share of it that was the "
+          f"work (decode + encode) {result['work_share_of_cpu']}")
     print("CPU ms per clip by stage: " + ", ".join(f"{k} {v}" for k, v in result["stage_cpu_ms_per_clip"].items())
           + f"; features equal across sides up to {diff}")
     return write_record(args.out, result, script=__file__, fields=FIELDS, argv=argv, load_start=load_start)

@@ -4,7 +4,10 @@ On the demo corpus, side by side in one run:
   (a) before: a tiny ViT-MAE, random-initialised with the run's seed, saved as an `hf-image:`
       folder — exactly the weights pre-training starts from;
   (b) after:  the same model after `--epochs` epochs of `mer_ray.adapt.pretrain_mae` on the
-      1,500 unlabeled clips (Ray Data frame cache → Ray Train).
+      unlabeled pool less the held-out test clips (the demo keeps its test clips in the pool;
+      pre-training leaves them out by default), Ray Data frame cache → Ray Train.
+      `--transductive` pre-trains on the test clips too: a result reported apart
+      (`transductive: true`), since the encoder has then seen the clips it is scored on.
 Both encoders extract features of the labeled and the held-out test clips through the normal
 extraction pipeline (`extract_features`, one stream each); then a labeled-only video learner
 (`fit_learner`, concat-MLP on that one stream) is trained on the project's stratified split of
@@ -17,15 +20,15 @@ seconds / images per second per epoch.
     python benchmarks/mae_adaptation.py                 # 30 epochs, 1 worker, 10 learner seeds
     python benchmarks/mae_adaptation.py --epochs 3 --workers 2
 
-Prints a table and writes benchmarks/results/mae_adaptation.json.
+`scored_clips_seen_in_pretraining` counts the dev / test clips the pre-training read (0 unless
+transductive). Prints a table and writes benchmarks/results/mae_adaptation.json (or --out).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -33,20 +36,29 @@ import numpy as np
 import ray
 import torch
 
-from mer_ray.adapt import PretrainConfig, create_mae_kind, pretrain_mae
-from mer_ray.config import ExtractConfig, LearnerSpec
-from mer_ray.corpus.manifest import read_corpus
-from mer_ray.corpus.truth import read_truth
-from mer_ray.features.extract import extract_features
-from mer_ray.features.store import FeatureStore
-from mer_ray.features.table import load_feature_table
-from mer_ray.metrics import waf
-from mer_ray.mining.cycle import stratified_split
-from mer_ray.mining.run import demo_corpus
-from mer_ray.train import fit_learner, predict_proba
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import RESULTS as RESULTS_DIR, load_average, write_record  # noqa: E402
+
+from mer_ray.adapt import PretrainConfig, create_mae_kind, pretrain_mae  # noqa: E402
+from mer_ray.adapt.clips import pretrain_clips, truth_folder  # noqa: E402
+from mer_ray.config import ExtractConfig, LearnerSpec  # noqa: E402
+from mer_ray.corpus.manifest import read_corpus  # noqa: E402
+from mer_ray.corpus.truth import read_truth  # noqa: E402
+from mer_ray.features.extract import extract_features  # noqa: E402
+from mer_ray.features.store import FeatureStore  # noqa: E402
+from mer_ray.features.table import load_feature_table  # noqa: E402
+from mer_ray.metrics import waf  # noqa: E402
+from mer_ray.mining.cycle import stratified_split  # noqa: E402
+from mer_ray.mining.run import demo_corpus  # noqa: E402
+from mer_ray.train import fit_learner, predict_proba  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "mae_adaptation.json"
+RESULTS = RESULTS_DIR / "mae_adaptation.json"
+FIELDS = ("corpus", "clips_pretrained", "held_out_left_out", "transductive", "scored_clips_seen_in_pretraining",
+          "labeled", "test", "model", "epochs", "workers", "batch_size", "lr", "norm_pix_loss", "mask_ratio",
+          "before", "after", "dev_waf_gain", "test_waf_gain", "loss_per_epoch", "seconds_per_epoch",
+          "mean_seconds_per_epoch", "images_per_s_per_worker", "frame_cache_decode_s",
+          "frames_to_object_store_s", "pretrain_s", "extraction_s")
 
 
 def labeled_only_waf(table, stream: str, test_names: dict[str, int], seeds: list[int]) -> dict:
@@ -77,10 +89,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--norm-pix-loss", type=int, default=1, help="1: MAE's normalised-pixel target; 0: raw pixels")
     p.add_argument("--seeds", type=int, default=10, help="learner seeds averaged")
+    p.add_argument("--transductive", action="store_true",
+                   help="pre-train on the held-out test clips too (reported apart: transductive true)")
     p.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench-mae")
     p.add_argument("--keep", action="store_true", help="reuse an earlier run in --work (resume) instead of a fresh one")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    load_start = load_average()
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     corpus = demo_corpus(0)
@@ -93,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = PretrainConfig(corpus=str(corpus), out=str(run), epochs=args.epochs, workers=args.workers,
                          batch_size=args.batch_size, lr=args.lr, norm_pix_loss=bool(args.norm_pix_loss),
-                         torch_threads=1, log_every=1000)
+                         torch_threads=1, log_every=1000, transductive=args.transductive)
     kind = create_mae_kind(cfg.model)
     before = kind.export(kind.build(cfg), args.work / "encoder-before")   # the weights epoch 1 starts from
     started = time.perf_counter()
@@ -113,8 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {stream: labeled_only_waf(table, stream, truth.test, seeds) for stream in streams}
 
     epochs = adapted.history
+    seen, left_out = pretrain_clips(manifest, cfg.split, truth=truth_folder(corpus), transductive=args.transductive)
+    scored = set(wanted["name"])   # dev clips are among the labeled ones, test clips among `wanted`
     result = {
-        "corpus": str(corpus), "clips_pretrained": epochs[-1]["clips"], "labeled": int(len(table.rows("train"))),
+        "corpus": str(corpus), "clips_pretrained": epochs[-1]["clips"], "held_out_left_out": left_out,
+        "transductive": args.transductive, "scored_clips_seen_in_pretraining": len(scored & set(seen["name"])),
+        "labeled": int(len(table.rows("train"))),
         "test": len(truth.test), "model": "ViT-MAE tiny (64 px, patch 8, 4 blocks, hidden 128), random init",
         "epochs": args.epochs, "workers": args.workers, "batch_size": args.batch_size, "lr": args.lr,
         "norm_pix_loss": bool(args.norm_pix_loss), "mask_ratio": kind.mask_ratio(cfg),
@@ -125,14 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds_per_epoch": [e["seconds"] for e in epochs],
         "mean_seconds_per_epoch": round(float(np.mean([e["seconds"] for e in epochs])), 2),
         "images_per_s_per_worker": [e["images_per_s_per_worker"] for e in epochs],
-        "frame_cache_decode_seconds": adapted.frame_cache["decode_seconds"],
-        "frames_to_object_store_seconds": adapted.frame_cache["dataset_seconds"],
-        "pretrain_seconds_total": round(pretrain_seconds, 1),
-        "extraction_seconds": round(summary.seconds, 1),
-        # other jobs on the machine slow every timing here: the 1-minute load average at the end
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": None,
-                    "load_average_1min": round(os.getloadavg()[0], 1)},
-        "command": "python benchmarks/mae_adaptation.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+        "frame_cache_decode_s": adapted.frame_cache["decode_seconds"],
+        "frames_to_object_store_s": adapted.frame_cache["dataset_seconds"],
+        "pretrain_s": round(pretrain_seconds, 1),
+        "extraction_s": round(summary.seconds, 1),
     }
     print(f"\nencoder  dev WAF  test WAF   (labeled-only concat-MLP on the video stream, mean of {len(seeds)} seeds)")
     for stream in streams:
@@ -140,11 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"gain     {result['dev_waf_gain']:+.4f}  {result['test_waf_gain']:+.4f}")
     print(f"pre-training: {args.epochs} epochs, {result['mean_seconds_per_epoch']} s per epoch "
           f"({result['clips_pretrained']} clips), loss {result['loss_per_epoch'][0]} → {result['loss_per_epoch'][-1]}; "
-          f"decoding the frame cache once: {result['frame_cache_decode_seconds']} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
-    return result
+          f"decoding the frame cache once: {result['frame_cache_decode_s']} s; "
+          + ("TRANSDUCTIVE: pre-trained on the test clips" if args.transductive
+             else f"{left_out} held-out clips left out, {result['scored_clips_seen_in_pretraining']} scored clips seen"))
+    return write_record(args.out, result, script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
 
 
 if __name__ == "__main__":

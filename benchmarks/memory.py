@@ -1,4 +1,5 @@
-"""Peak memory of this process and every process it started (Ray's raylet, workers, ...)."""
+"""Peak memory of this process and every process it started (Ray's raylet, workers, ...), and
+the CPU time that process tree used."""
 from __future__ import annotations
 
 import threading
@@ -10,10 +11,15 @@ import psutil
 class PeakMemory:
     """Samples the proportional set size (PSS) of the process tree; PSS splits shared pages
     (the Ray object store's mmap, copy-on-write) between the processes that map them, so the
-    sum counts every byte once — RSS would count the shared feature matrix once per worker."""
+    sum counts every byte once — RSS would count the shared feature matrix once per worker.
+
+    Also keeps the last CPU time (user + system) seen of every process in the tree: `cpu_seconds`
+    is what the tree used, up to one interval per process (on a shared machine the cores a
+    run got, cpu_seconds / wall, can be far fewer than the machine has)."""
 
     def __init__(self, interval: float = 1.0, pid: int | None = None):
         self.interval, self.peak_bytes, self.pid = interval, 0, pid   # pid None: this process
+        self._cpu: dict[tuple[int, float], float] = {}   # (pid, start time) → CPU seconds last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -27,9 +33,15 @@ class PeakMemory:
         for proc in tree:
             try:
                 total += proc.memory_full_info().pss
+                times = proc.cpu_times()
+                self._cpu[(proc.pid, proc.create_time())] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return total
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
