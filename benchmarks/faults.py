@@ -4,8 +4,10 @@
     .venv/bin/python benchmarks/faults.py --only encoder  # encoder | train | driver
 
 Each fault runs next to an undisturbed reference on the same small generated corpus and prints
-whether the run finished and whether its output equals the reference; results go to
-benchmarks/results/faults.json.
+whether the run finished and whether its output equals the reference — the stored features,
+and for the mining both the predicted labels (predictions.csv) and every learner's
+probabilities of the last round (probs.npz, `probs_equal_to_reference`, `max_abs_prob_diff`);
+results go to benchmarks/results/faults.json (faults not run are null).
 
 - encoder: SIGKILL one Ray Data encoder actor while parts are being written. Ray Data restarts
   it (its actor pools default to max_restarts=-1, max_task_retries=-1) and retries the batch;
@@ -32,7 +34,11 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))   # tests/cluster_head.py: a real head for the driver fault
-RESULTS = REPO / "benchmarks" / "results" / "faults.json"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from record import RESULTS as RESULTS_DIR, load_average, write_record  # noqa: E402
+
+RESULTS = RESULTS_DIR / "faults.json"
+FIELDS = ("encoder", "train", "driver")
 
 
 def actors(class_part: str, alive_only: bool = True) -> list[dict]:
@@ -53,6 +59,24 @@ def stores_equal(a: Path, b: Path, streams) -> bool:
         if x.keys() != y.keys() or not all(np.allclose(x[n], y[n], rtol=1e-5, atol=1e-6) for n in x):
             return False
     return True
+
+
+def last_probs(run: Path) -> dict[str, np.ndarray]:
+    """Every array of the last complete round's probs.npz (names aside)."""
+    last = json.loads((run / "state.json").read_text())["complete"][-1]
+    with np.load(run / f"round-{last}" / "probs.npz", allow_pickle=False) as saved:
+        return {k: saved[k] for k in saved.files if k != "names"}
+
+
+def probs_diff(run: Path, reference: Path) -> float | None:
+    """Largest |difference| between two runs' last-round probabilities (None: not comparable)."""
+    try:
+        a, b = last_probs(run), last_probs(reference)
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        return None
+    return max((float(np.nanmax(np.abs(a[k] - b[k]))) if a[k].size else 0.0) for k in a)
 
 
 def run_in_thread(fn, *args, **kwargs):
@@ -144,7 +168,13 @@ def train_fault(corpus: Path, work: Path) -> dict:
                 worker_groups_started=groups,
                 equal_to_reference=finished and pd.read_csv(out / "predictions.csv").equals(
                     pd.read_csv(reference / "predictions.csv")),
+                **_probs_fields(finished, out, reference),
                 seconds=round(time.perf_counter() - started, 1), reference_seconds=round(reference_s, 1))
+
+
+def _probs_fields(finished: bool, run: Path, reference: Path) -> dict:
+    diff = probs_diff(run, reference) if finished else None
+    return dict(probs_equal_to_reference=diff == 0.0, max_abs_prob_diff=diff)
 
 
 def driver_fault(corpus: Path, work: Path) -> dict:
@@ -182,14 +212,17 @@ def driver_fault(corpus: Path, work: Path) -> dict:
                 complete_rounds=json.loads((out / "state.json").read_text())["complete"] if finished else None,
                 equal_to_reference=finished and reference.exists() and pd.read_csv(out / "predictions.csv").equals(
                     pd.read_csv(reference)),
+                **_probs_fields(finished, out, work / "run-reference"),
                 seconds=round(time.perf_counter() - started, 1), rerun_log_tail=None if finished else logs[-2000:])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", help="comma list of encoder, train, driver (default: all)")
     p.add_argument("--work", help="working folder (default: a new temp folder)")
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    load_start = load_average()
     only = set((args.only or "encoder,train,driver").split(","))
 
     # A private Ray temp dir: no other `ray.init()` on this machine joins this script's Ray.
@@ -201,7 +234,7 @@ def main() -> None:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="mer-faults-"))
     corpus = make_demo_corpus(work / "corpus", DemoCorpusConfig(n_labeled=48, n_unlabeled=72, n_test=16, seed=5))
-    results = {}
+    results = {name: None for name in FIELDS}
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         if "encoder" in only or not (work / "store-reference").exists():
@@ -214,12 +247,12 @@ def main() -> None:
         results["driver"] = driver_fault(corpus, work)
 
     print(f"\n{'fault':<48} {'injected':>8} {'finished':>8} {'equal':>6} {'seconds':>8}")
-    for r in results.values():
+    for r in filter(None, results.values()):
         print(f"{r['fault']:<48} {str(r['injected']):>8} {str(r['finished']):>8} "
-              f"{str(r['equal_to_reference']):>6} {r['seconds']:>8}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str))
-    print(f"details in {RESULTS}")
+              f"{str(r['equal_to_reference']):>6} {r['seconds']:>8}  probabilities equal: "
+              f"{r.get('probs_equal_to_reference', '-')}")
+    write_record(args.out, json.loads(json.dumps(results, default=str)), script=__file__, fields=FIELDS,
+                 argv=argv, load_start=load_start)
 
 
 if __name__ == "__main__":

@@ -58,5 +58,5 @@ class PeakMemory:
         self.peak_bytes = max(self.peak_bytes, self._sample())
 
     @property
-    def peak_gb(self) -> float:
+    def peak_gib(self) -> float:
         return self.peak_bytes / 2**30

@@ -4,7 +4,8 @@ Synthetic feature rows at MER 2024 size (5,030 labeled + 115,595 unlabeled; stre
 768, 768 and 512 dims, float32, class-dependent with noise) are written to a Parquet feature
 store with a generic CSV manifest; then `run_cyclic_mining` runs four learners for three
 rounds exactly as the job does. Prints and writes benchmarks/results/mer2024_scale.json with
-wall_s, peak_rss_gb (PSS of every Ray process together), feature_gb and mined per round.
+wall_s, peak_pss_gib (PSS of every Ray process together, GiB), feature_gib, and per round the
+clips mined, the pseudo-label precision and the dev / test WAF (the quality, not only the speed).
 
     python benchmarks/mer2024_scale.py                 # full size (~10-25 min on 2 cores)
     python benchmarks/mer2024_scale.py --scale 0.05    # a quick look
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -24,6 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import PeakMemory  # noqa: E402
+from record import load_average, write_record  # noqa: E402
 
 from mer_ray.config import ExtractConfig, LearnerSpec, MiningConfig, RunConfig  # noqa: E402
 from mer_ray.features.store import FeatureStore  # noqa: E402
@@ -31,10 +32,14 @@ from mer_ray.labels import EMOTIONS  # noqa: E402
 
 STREAMS = {"audio": 1024, "video": 768, "text": 768, "joint": 512}
 PRIORS = np.array([0.27, 0.24, 0.22, 0.14, 0.07, 0.06])
+FIELDS = ("rows_labeled", "rows_unlabeled", "scale", "epochs", "wall_s", "peak_pss_gib", "feature_gib",
+          "peak_over_features", "ray_footprint_pss_gib", "above_footprint_over_features", "mined_per_round",
+          "seconds_per_round", "pseudo_label_precision_per_round", "dev_waf_per_round", "test_waf_per_round",
+          "adopted_per_round")
 
 
 def make_rows(root: Path, n_labeled: int, n_unlabeled: int, n_test: int, seed: int = 0) -> float:
-    """Write the manifest, truth and feature store; returns the raw feature size in GB."""
+    """Write the manifest, truth and feature store; returns the raw feature size in GiB."""
     rng = np.random.default_rng(seed)
     n = n_labeled + n_unlabeled + n_test
     names = np.array([f"sample_{i:08d}" for i in rng.permutation(n)])
@@ -63,7 +68,7 @@ def make_rows(root: Path, n_labeled: int, n_unlabeled: int, n_test: int, seed: i
             store.write_part(stream, list(names[start:stop]), block)
         store.write_meta(stream, {"spec": f"synthetic-{dim}", "modality": "synthetic", "dim": dim,
                                   "pooling": "none", "dtype": "float32", "standardize": True})
-    return n * sum(STREAMS.values()) * 4 / 1e9
+    return n * sum(STREAMS.values()) * 4 / 2**30
 
 
 def main(argv=None) -> None:
@@ -73,24 +78,25 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--out", default="benchmarks/results/mer2024_scale.json")
     args = p.parse_args(argv)
+    load_start = load_average()
 
     # Ray's own processes (GCS, raylet, dashboard, Train controller and workers with torch
     # loaded) take a few GB whatever the data: measure that footprint on a 1 % run first, so
     # the features' share of the peak can be told apart from it.
     footprint = run_once(args, scale=0.01, epochs=1)
     result = run_once(args, scale=args.scale, epochs=args.epochs)
-    result["ray_footprint_gb"] = footprint["peak_rss_gb"]
+    result["ray_footprint_pss_gib"] = footprint["peak_pss_gib"]
     result["above_footprint_over_features"] = round(
-        (result["peak_rss_gb"] - footprint["peak_rss_gb"]) * 2**30 / 1e9 / result["feature_gb"], 2)
-    print("\n| wall s | peak memory GB (all Ray processes) | Ray footprint GB (1 % run) | raw features GB "
-          "| peak / features | (peak - footprint) / features | mined per round | test WAF per round |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {result['wall_s']} | {result['peak_rss_gb']} | {result['ray_footprint_gb']} | {result['feature_gb']} | "
+        (result["peak_pss_gib"] - footprint["peak_pss_gib"]) / result["feature_gib"], 2)
+    print("\n| wall s | peak PSS GiB (all Ray processes) | Ray footprint GiB (1 % run) | raw features GiB "
+          "| peak / features | (peak - footprint) / features | mined per round | precision per round "
+          "| dev WAF per round | test WAF per round |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {result['wall_s']} | {result['peak_pss_gib']} | {result['ray_footprint_pss_gib']} | {result['feature_gib']} | "
           f"{result['peak_over_features']} | {result['above_footprint_over_features']} | "
-          f"{result['mined_per_round']} | {result['test_waf_per_round']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+          f"{result['mined_per_round']} | {result['pseudo_label_precision_per_round']} | "
+          f"{result['dev_waf_per_round']} | {result['test_waf_per_round']} |")
+    write_record(args.out, result, script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
 
 
 def run_once(args, *, scale: float, epochs: int) -> dict:
@@ -100,7 +106,7 @@ def run_once(args, *, scale: float, epochs: int) -> dict:
     t0 = time.perf_counter()
     feature_gb = make_rows(root, n_labeled, n_unlabeled - n_test, n_test)
     print(f"synthetic rows: {n_labeled} labeled + {n_unlabeled} unlabeled ({n_test} held out), "
-          f"{feature_gb:.2f} GB of float32 features, written in {time.perf_counter() - t0:.0f} s", flush=True)
+          f"{feature_gb:.2f} GiB of float32 features, written in {time.perf_counter() - t0:.0f} s", flush=True)
 
     # M1..M4 over different stream combinations, as at MER 2024 (seed 004)
     common = dict(hidden=128, max_epochs=epochs, patience=3, batch_size=256)
@@ -126,13 +132,17 @@ def run_once(args, *, scale: float, epochs: int) -> dict:
         ray.shutdown()
     metrics = json.loads((out / "metrics.json").read_text())
     return {
-        "rows_labeled": n_labeled, "rows_unlabeled": n_unlabeled, "scale": scale,
-        "wall_s": round(wall, 1), "peak_rss_gb": round(memory.peak_gb, 2), "feature_gb": round(feature_gb, 2),
-        "peak_over_features": round(memory.peak_gb * 2**30 / 1e9 / feature_gb, 2),
+        "rows_labeled": n_labeled, "rows_unlabeled": n_unlabeled, "scale": scale, "epochs": epochs,
+        "wall_s": round(wall, 1), "peak_pss_gib": round(memory.peak_gib, 2), "feature_gib": round(feature_gb, 2),
+        "peak_over_features": round(memory.peak_gib / feature_gb, 2),
         "mined_per_round": [r["mined"] for r in metrics["rounds"]],
         "seconds_per_round": [r["seconds"] for r in metrics["rounds"]],
+        # quality beside the speed: the selection's precision against the pool's truth, the
+        # learners' dev WAF and the ensemble's test WAF, round by round
+        "pseudo_label_precision_per_round": [r.get("pseudo_label_precision") for r in metrics["rounds"]],
+        "dev_waf_per_round": [r.get("dev_waf") for r in metrics["rounds"]],
         "test_waf_per_round": [r["test_waf"] for r in metrics["rounds"]],
-        "machine": f"{os.cpu_count()} cores",
+        "adopted_per_round": [r.get("adopted") for r in metrics["rounds"]],
     }
 
 
