@@ -3,11 +3,18 @@ checked offline against Ray's schema, and the security defaults.
 
 The job test starts its own head (`ray start --head` on 127.0.0.1, its own temp dir and ports,
 token auth on) beside the session's in-process Ray; it talks to it over HTTP only, so the test
-process's `ray.init` connection is never touched. Multi-node and fault runs are slower: they are in
-tests/slow/ and benchmarks/faults.py.
+process's `ray.init` connection is never touched. The security defaults of a local Ray are read
+back from the Ray each entry point starts itself, in a process of its own (tests/ray_init_probe.py).
+Multi-node runs and faults are slower: they are in tests/slow/ and benchmarks/faults.py.
 """
 import ast
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -110,18 +117,38 @@ def test_cluster_yaml_validates_against_rays_schema():
                for c in config["setup_commands"])
 
 
+def _as_resources(ray_data_kwargs: dict) -> dict:
+    """Ray Data's num_cpus / num_gpus keywords as a node's resource names."""
+    names = {"num_cpus": "CPU", "num_gpus": "GPU"}
+    return {names[k]: v for k, v in ray_data_kwargs.items() if v}
+
+
 def test_cluster_yaml_node_types_fit_every_resource_request_of_the_jobs():
-    from ray.train import ScalingConfig
+    from mer_ray.adapt import PretrainConfig
+    from mer_ray.adapt.pretrain import worker_scaling
+    from mer_ray.mining.run import learner_scaling
+    from mer_ray.raydata import decode_and_encode_resources
 
     types = _prepared_cluster_config()["available_node_types"]
-    requests = {   # what mer_ray asks Ray for (features/extract.py, mining/run.py)
-        "decode task": {"CPU": 1},
-        "encoder actor, GPU cluster": {"CPU": 1, "GPU": 1},
-        "encoder actor, CPU only": {"CPU": 0.5},
-        "learner worker, use_gpu": ScalingConfig(num_workers=1, use_gpu=True)._resources_per_worker_not_none,
-        "learner worker, CPU": ScalingConfig(num_workers=1, use_gpu=False)._resources_per_worker_not_none,
+    # read from the code that makes the requests, never copied here
+    gpu_decode, gpu_encode = decode_and_encode_resources(gpus=1)
+    cpu_decode, cpu_encode = decode_and_encode_resources(gpus=0)
+    requests = {
+        "decode task, GPU cluster": _as_resources(gpu_decode),
+        "encoder actor, GPU cluster": _as_resources(gpu_encode),
+        "decode task, CPU only": _as_resources(cpu_decode),
+        "encoder actor, CPU only": _as_resources(cpu_encode),
+        **{f"learner worker, use_gpu={gpu}":
+           learner_scaling(RunConfig(train_workers=1, use_gpu=gpu))._resources_per_worker_not_none
+           for gpu in (True, False)},
+        **{f"MAE pre-training worker, use_gpu={gpu}":
+           worker_scaling(PretrainConfig(use_gpu=gpu))._resources_per_worker_not_none
+           for gpu in (True, False)},
     }
+    assert requests["encoder actor, GPU cluster"].get("GPU", 0) > 0        # the GPU branch asks for one
+    assert requests["learner worker, use_gpu=True"].get("GPU", 0) > 0
     for what, request in requests.items():
+        assert request, f"{what} asks for nothing"
         fits = [name for name, t in types.items() if t["max_workers"] > 0
                 and all(t["resources"].get(k, 0) >= v for k, v in request.items())]
         assert fits, f"no worker node type of cluster.yaml can run a {what} ({request})"
@@ -137,16 +164,61 @@ def test_cluster_yaml_keeps_token_auth_on_and_the_dashboard_on_localhost():
 
 # -- security defaults ---------------------------------------------------------------------------
 
-def test_local_ray_binds_its_dashboard_to_localhost_and_keeps_token_auth(monkeypatch):
-    import ray
-    from mer_ray.mining import run
+# Each `ray.init` call site of the code → the entry point the probe starts it through
+# (tests/ray_init_probe.py). A call site's arguments are its own, so one entry point per site
+# covers every entry point that reaches it.
+RAY_INIT_SITES = {
+    # console.init_ray: every job run by mer_ray.console.run_job (mine, extract, denoise, tune, predict)
+    "mer_ray/console.py": "jobs/extract_features.py",
+    "mer_ray/adapt/pretrain.py": "jobs/pretrain_mae.py",
+    "jobs/detect_faces.py": "jobs/detect_faces.py",
+    "mer_ray/tune.py": "mer_ray.tune.tune_learners",   # the library call (its jobs start Ray first)
+}
 
-    seen = {}
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
-    run.init_ray()
-    assert seen["dashboard_host"] == "127.0.0.1"
-    assert "_system_config" not in seen and "RAY_AUTH_MODE" not in str(seen)   # Ray's default: token on
+
+@pytest.fixture(scope="module")
+def started_rays(tiny_corpus):
+    """Every entry point's own local Ray, started for real in a process of its own (this one
+    holds the session's Ray) and read back over its dashboard's HTTP port."""
+    from ray_init_probe import MARKER
+
+    # a short private dir for Ray's temp files (unix socket paths) and for HOME, where Ray keeps
+    # the token it makes: no other Ray on this machine is joined, no user token is read
+    root = Path(tempfile.mkdtemp(prefix="mr-probe-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(root), RAY_TMPDIR=str(root), HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
+               RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    process = subprocess.Popen([sys.executable, str(REPO / "tests" / "ray_init_probe.py"), str(tiny_corpus),
+                                str(root / "work")], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=600)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)   # anything of those Rays still alive
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(root, ignore_errors=True)
+    assert MARKER in output, output[-5000:]
+    results = [json.loads(line) for line in output.split(MARKER, 1)[1].splitlines() if line.startswith("{")]
+    return {r.pop("entry_point"): r for r in results}
+
+
+def test_every_ray_init_call_site_has_an_entry_point_probed():
+    sites = {str(path.relative_to(REPO)) for d in ("mer_ray", "jobs") for path in (REPO / d).rglob("*.py")
+             if any(True for _ in _calls(path, "ray.init"))}
+    assert sites == set(RAY_INIT_SITES), "add the new call site's entry point to tests/ray_init_probe.py"
+
+
+@pytest.mark.parametrize("entry_point", sorted(set(RAY_INIT_SITES.values())))
+def test_a_local_ray_started_by_each_entry_point_keeps_token_auth_and_a_localhost_dashboard(
+        started_rays, entry_point):
+    ray = started_rays[entry_point]
+    assert "error" not in ray, ray.get("error")
+    assert ray["no_token"] == 401, ray             # the job server refuses a request without the token
+    assert ray["wrong_token"] == 403, ray
+    assert ray["rays_client"] == "ok", ray          # and serves Ray's own client, which sends it
+    assert ray["listens_on"] == ["127.0.0.1"], ray  # never on a public interface
 
 
 def _calls(path: Path, name: str):
