@@ -4,10 +4,12 @@ Every reader returns a DataFrame with the manifest columns; `read_corpus` picks 
 folder's layout. Readers validate at the boundary: a bad row raises with the file and row named.
 Given a `problems` list instead, a reader records every bad row there and goes on (the row is
 left out, or its bad valence blanked): that is what `validate_corpus` / `mer-ray validate` use
-to report all problems at once rather than the first.
+to report all problems at once rather than the first, and what `load_corpus` (every job's
+reader) uses to go on with the good rows and write the rest to the run's problems.csv.
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ import pandas as pd
 
 from mer_ray.labels import check_valence, label_index
 from mer_ray.registry import Registry
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("name", "video", "audio", "transcript", "split", "label", "valence")
 SPLITS = ("train", "test", "unlabeled")
@@ -46,7 +50,7 @@ def _videos_in(folder: Path) -> dict[str, Path]:
 class Problem(str):
     """One thing wrong with a corpus: the message (it is the string), the clip and a `kind` that
     groups problems in the summary: duplicate, missing-file, no-media, bad-label, bad-valence,
-    no-transcript, label-on-unlabeled, no-label, unreadable."""
+    bad-split, no-transcript, label-on-unlabeled, no-label, unreadable."""
 
     name: str
     kind: str
@@ -135,8 +139,9 @@ def read_mer2023(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     labels = read_label_file(root / "train-label.csv", problems)
     transcripts = _read_transcripts(root / "transcription.csv", ("sentence", "english", "chinese"))
     rows = _labeled_rows(labels, train_videos, transcripts)
-    if problems is not None:
-        for name in sorted(set(train_videos) - set(labels["name"])):
+    if problems is not None:   # a row already reported (e.g. its label is unknown) is not "no row"
+        reported = {p.name for p in problems}
+        for name in sorted(set(train_videos) - set(labels["name"]) - reported):
             problems.append(Problem(name, "no-label", f"{name}: train/{train_videos[name].name} has no "
                                     f"row in train-label.csv; it is left out"))
     for folder in ("test1", "test2", "test3"):
@@ -155,6 +160,11 @@ def read_mer2024(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     labels = read_label_file(root / "label-disdim.csv", problems)
     transcripts = _read_transcripts(root / "label-transcription.csv", ("english", "chinese"))
     rows = _labeled_rows(labels, labeled_videos, transcripts)
+    if problems is not None:   # a row already reported (e.g. its label is unknown) is not "no row"
+        reported = {p.name for p in problems}
+        for name in sorted(set(labeled_videos) - set(labels["name"]) - reported):
+            problems.append(Problem(name, "no-label", f"{name}: video-labeled/{labeled_videos[name].name} has no "
+                                    f"row in label-disdim.csv; it is left out"))
     for name, video in pool_videos.items():
         rows.append(dict(name=name, video=str(video), audio=None, transcript=transcripts.get(name),
                          split="unlabeled", label=None, valence=np.nan))
@@ -173,8 +183,12 @@ def read_csv_manifest(path: Path, problems: list[Problem] | None = None) -> pd.D
         label = rec.get("label")
         has_label = label is not None and not (isinstance(label, float) and np.isnan(label))
         split = rec.get("split") if isinstance(rec.get("split"), str) else ("train" if has_label else "unlabeled")
-        if split not in SPLITS:
-            raise ValueError(f"split {split!r} ({where}) must be one of {SPLITS}")
+        def check_split():
+            if split not in SPLITS:
+                raise ValueError(f"split {split!r} ({where}) must be one of {SPLITS}; the row is left out")
+            return split
+        if _check(problems, rec["name"], "bad-split", check_split) is None:
+            continue
         label_value = None
         if has_label:
             label_value = _check(problems, rec["name"], "bad-label", lambda: label_index(label, where=where))
@@ -311,3 +325,64 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path) -> Path:
     manifest.to_parquet(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+# A clip without a transcript is normal in MER (and gets no text features); every other kind
+# means a row is left out, changed or partly unusable, which `--strict` refuses.
+TOLERATED_UNDER_STRICT = frozenset({"no-transcript"})
+PROBLEMS_FILE = "problems.csv"
+
+
+def load_corpus(root: str | Path, layout: str | None = None, *, strict: bool = False,
+                report_dir: str | Path | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+    """What every job reads: the rows `mer-ray validate` would keep, and the problems of the rest.
+
+    A bad label row, a valence out of range, a duplicated name or a video in the labeled
+    folder without a label row does not stop the job: the row is left out (a bad valence is
+    blanked, a duplicate's first row kept), every problem is written to
+    `<report_dir>/problems.csv` (name, kind, message) and one warning line sums them up.
+    `strict=True` refuses such a corpus instead (ValueError naming the first problems). Media
+    files are not opened here (extraction quarantines an unreadable one with its reason).
+    """
+    root = Path(root)
+    layout = layout or detect_layout(root)
+    problems: list[Problem] = []
+    manifest = LAYOUTS.get(layout)(root, problems)
+    problems += find_problems(manifest)
+    serious = [p for p in problems if p.kind not in TOLERATED_UNDER_STRICT]
+    if strict and serious:
+        listed = "; ".join(p.message for p in serious[:5])
+        raise ValueError(f"{root}: --strict and {len(serious)} problem row(s), e.g. {listed}. Fix them "
+                         f"(`mer-ray validate {root}` lists them all) or run without --strict to leave "
+                         f"those rows out")
+    unique = manifest.drop_duplicates("name", keep="first")
+    no_media = {p.name for p in problems if p.kind in ("missing-file", "no-media")}
+    has_text = unique["transcript"].map(lambda t: isinstance(t, str) and bool(t.strip()))
+    usable = unique[has_text.to_numpy() | ~unique["name"].isin(no_media).to_numpy()].reset_index(drop=True)
+    if report_dir is not None:
+        write_problems(problems, Path(report_dir) / PROBLEMS_FILE)
+    if problems:
+        from collections import Counter
+
+        kinds = Counter(p.kind for p in problems)
+        where = f"listed in {Path(report_dir) / PROBLEMS_FILE}" if report_dir is not None else \
+            f"`mer-ray validate {root}` lists them"
+        log.warning("corpus %s: %d problem(s) (%s); %d clip(s) used, the rest left out or fixed as %s "
+                    "(--strict refuses such a corpus)", root, len(problems),
+                    ", ".join(f"{n} {k}" for k, n in kinds.most_common()), len(usable), where)
+    if usable.empty:
+        raise ValueError(f"{root}: no usable clip (every row has a problem); run `mer-ray validate {root}`")
+    return usable, problems
+
+
+def write_problems(problems: list[Problem], path: Path) -> None:
+    """problems.csv (name, kind, message); an earlier run's file goes when there are none now."""
+    if not problems:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"name": [p.name for p in problems], "kind": [p.kind for p in problems],
+                          "message": [p.message for p in problems]})
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
