@@ -50,7 +50,7 @@ FIELDS = ("clips", "encoders", "ray_clips_per_s", "dataloader_clips_per_s", "rat
           "target_ratio_vs_dataloader", "bound_clips_per_s", "fraction_of_bound", "target_fraction_of_bound",
           "ray_s", "dataloader_s", "bound_s", "ray_init_s", "ratio_vs_dataloader_without_ray_init",
           "startup_s", "steady_clips_per_s", "steady_fraction_of_bound", "stage_cpu_s", "stage_cpu_ms_per_clip",
-          "cpu_s", "cores_used", "work_share_of_cpu",
+          "cpu_s", "cpu_s_by_process", "cores_used", "work_share_of_cpu",
           "peak_pss_mib", "runs_s", "features_max_abs_diff", "setup")
 
 
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         out["steady_clips_per_s"] = (args.clips - first_clips) / max(out["end"] - first, 1e-9)
         out["load_average_1min"] = load_average()
         out["cpu_s"] = memory.cpu_seconds
+        out["cpu_by_process"] = memory.cpu_by_process()
         runs[side].append(out)
         peak[side] = max(peak[side], memory.peak_bytes)
         print(f"{side}: {out['seconds']:.1f} s, start-up {out['startup_s']:.1f} s "
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         # the CPU each side's process tree used: on a shared machine it gets fewer cores than it
         # has, and the share of its CPU-seconds that was the work itself is its overhead's mirror
         "cpu_s": {s: round(mean(s, "cpu_s"), 1) for s in SIDES},
+        "cpu_s_by_process": {s: runs[s][0]["cpu_by_process"] for s in SIDES},   # the first run of each side
         "cores_used": {s: round(mean(s, "cpu_s") / mean(s, "seconds"), 2) for s in SIDES},
         "work_share_of_cpu": {s: round(work_cpu / mean(s, "cpu_s"), 3) for s in SIDES},
         "peak_pss_mib": {s: round(peak[s] / 2**20) for s in SIDES},

@@ -20,6 +20,7 @@ class PeakMemory:
     def __init__(self, interval: float = 1.0, pid: int | None = None):
         self.interval, self.peak_bytes, self.pid = interval, 0, pid   # pid None: this process
         self._cpu: dict[tuple[int, float], float] = {}   # (pid, start time) → CPU seconds last seen
+        self._label: dict[tuple[int, float], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -34,7 +35,11 @@ class PeakMemory:
             try:
                 total += proc.memory_full_info().pss
                 times = proc.cpu_times()
-                self._cpu[(proc.pid, proc.create_time())] = times.user + times.system
+                key = (proc.pid, proc.create_time())
+                self._cpu[key] = times.user + times.system
+                if self._label.get(key, "default_worker.py") == "default_worker.py":
+                    # a Ray worker retitles itself ray::<Actor> once it holds one: look again
+                    self._label[key] = _label(proc, proc.pid == root.pid)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return total
@@ -42,6 +47,15 @@ class PeakMemory:
     @property
     def cpu_seconds(self) -> float:
         return sum(self._cpu.values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds per kind of process (driver, raylet, gcs_server, dashboard, an actor class,
+        a pool worker ...), largest first: where a run's CPU went."""
+        out: dict[str, float] = {}
+        for key, seconds in self._cpu.items():
+            out[self._label[key]] = out.get(self._label[key], 0.0) + seconds
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -60,3 +74,24 @@ class PeakMemory:
     @property
     def peak_gib(self) -> float:
         return self.peak_bytes / 2**30
+
+
+def _label(proc: psutil.Process, is_root: bool) -> str:
+    """A short name for a process of the tree: Ray's ray::<what> title, a script's file name."""
+    if is_root:
+        return "driver"
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "?"
+    if not cmdline:
+        return proc.name()
+    if cmdline[0].startswith("ray::"):   # a Ray worker's title: ray::Actor.method or ray::IDLE
+        return cmdline[0].split(".")[0].split(" ")[0]
+    for arg in cmdline[1:4]:
+        if arg.endswith(".py"):
+            return arg.rsplit("/", 1)[-1]
+        if arg == "-c":
+            return f"{cmdline[0].rsplit('/', 1)[-1]} -c"
+    return cmdline[0].rsplit("/", 1)[-1]
+
