@@ -1,14 +1,24 @@
-"""The training loop every learner shares: fit on a set of rows, early-stop on held-out WAF, predict.
+"""The training loop every learner shares: fit on labeled splits, early-stop on held-out clips, predict.
 
-Two ways to fit, both from scratch and both deterministic for a given seed:
-- `fit_learner`: one model, early stopping on a labeled dev split (the mining loop's default);
-- `cross_validate`: k models on stratified folds of the labeled rows, each early-stopped on its
-  held-out fold; the fold models' probabilities are averaged and the out-of-fold WAF is the
-  score (seed 003, section 3.6: five-fold CV, fold predictions averaged).
+One way to fit, deterministic for a given seed: `fit_splits` trains one model per *split* of the
+labeled clips (a split = the rows a model fits on + the labeled rows it is scored on) in
+lockstep, and stops all of them at the one epoch where their pooled held-out predictions are
+best. Two kinds of splits:
+- k stratified folds (seed 003, section 3.6: five-fold CV, fold predictions averaged): every
+  labeled clip is held out once, so the out-of-fold score covers every labeled clip;
+- one dev split (`fit_learner`): the labeled dev clips are held out.
+
+Why one epoch for all folds: each fold holds out ~1/k of a few hundred (or a few dozen) clips.
+Letting every fold pick its own best epoch on its own 12 held-out clips fits the epoch to those
+very clips, so the out-of-fold score reads high and varies by seed; one epoch chosen on every
+held-out clip together is one number fitted on the whole labeled set. The criterion is the
+pooled held-out cross-entropy (`spec.stop_on: loss`), which moves smoothly, or WAF.
 
 Plain PyTorch on in-memory feature arrays (the rows are a few thousand feature vectors, so a
 learner fits in seconds on one CPU thread). Ray Train and Ray Tune decide *where* this runs
-(mer_ray.mining.cycle, mer_ray.tune); nothing here knows about Ray.
+(mer_ray.mining.cycle, mer_ray.tune); nothing here knows about Ray. Randomness is local: each
+model's initialisation and dropout draw from its own saved RNG state inside
+`torch.random.fork_rng`, so the caller's (and the process's) RNG is never touched.
 """
 from __future__ import annotations
 
@@ -18,39 +28,58 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mer_ray.config import LearnerSpec
 from mer_ray.features.table import FeatureTable
+from mer_ray.labels import NUM_CLASSES
 from mer_ray.learners import LearnerOutput, create_learner, multitask_loss
 from mer_ray.metrics import waf
 
 __all__ = [
     "CVResult",
+    "Extra",
     "FitResult",
     "FoldEnsemble",
+    "Split",
     "build_model",
+    "class_weights",
     "cross_validate",
     "fit_learner",
+    "fit_splits",
     "fold_seed",
     "predict_proba",
-    "seed_everything",
     "stratified_folds",
 ]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One model's view of the labeled clips: the rows it fits on, the rows it is scored on."""
+    fit_rows: np.ndarray
+    held_out: np.ndarray
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Rows added to one split's training set (pseudo-labeled clips) with their labels and the
+    weight of each row in the loss (labeled rows weigh 1)."""
+    rows: np.ndarray
+    labels: np.ndarray
+    weight: float = 1.0
+
+    @staticmethod
+    def none() -> "Extra":
+        return Extra(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass
 class FitResult:
     model: torch.nn.Module
-    dev_waf: float
+    dev_waf: float           # held-out WAF at the kept epoch (out-of-fold over every split)
     best_epoch: int
     epochs: int
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    return torch.Generator().manual_seed(seed)
 
 
 def _batch(table: FeatureTable, spec: LearnerSpec, rows: np.ndarray, device) -> dict[str, torch.Tensor]:
@@ -58,8 +87,21 @@ def _batch(table: FeatureTable, spec: LearnerSpec, rows: np.ndarray, device) -> 
 
 
 def build_model(spec: LearnerSpec, table: FeatureTable) -> torch.nn.Module:
+    missing = [s for s in spec.streams if s not in table.streams]
+    if missing:
+        raise ValueError(f"learner {spec.name} asks for stream(s) {missing}, but the features hold "
+                         f"{sorted(table.streams)}; change its `streams` or extract the missing ones")
     dims = {s: table.dims[s] for s in spec.streams}
-    return create_learner(spec.fusion, dims, hidden=spec.hidden, dropout=spec.dropout)
+    return create_learner(spec.fusion, dims, hidden=spec.hidden, dropout=spec.dropout, **dict(spec.options))
+
+
+def class_weights(labels: np.ndarray, n_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """'balanced' class weights n / (C * n_c) of the training labels (absent classes: 0)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -77,7 +119,7 @@ def predict_outputs(model: torch.nn.Module, table: FeatureTable, spec: LearnerSp
         valence.append(out.valence.cpu() if out.valence is not None
                        else torch.full((len(out.logits),), float("nan")))
     if not probs:
-        return np.zeros((0, 6), np.float32), np.zeros(0, np.float32)
+        return np.zeros((0, NUM_CLASSES), np.float32), np.zeros(0, np.float32)
     return torch.cat(probs).numpy(), torch.cat(valence).numpy().astype(np.float32)
 
 
@@ -87,78 +129,131 @@ def predict_proba(model: torch.nn.Module, table: FeatureTable, spec: LearnerSpec
     return predict_outputs(model, table, spec, rows, device=device, batch_size=batch_size)[0]
 
 
-class _EarlyStoppedRun:
-    """One model trained epoch by epoch on `train_rows`, scored on `held_out_rows` after each
-    epoch; keeps the weights (and held-out predictions) of the best epoch by WAF.
+class _Run:
+    """One model trained epoch by epoch on its rows; its RNG state (weight init, dropout, batch
+    order) is its own, so runs stepped in lockstep give what each would give alone."""
 
-    The global torch RNG (weight init, dropout) is saved after every epoch and restored before
-    the next, so several runs stepped in lockstep (the CV folds) give exactly what each would
-    give alone: a fold's model depends on its seed only.
-    """
-
-    def __init__(self, spec: LearnerSpec, table: FeatureTable, train_rows: np.ndarray,
-                 train_labels: np.ndarray, held_out_rows: np.ndarray, held_out_labels: np.ndarray,
-                 *, seed: int, device):
+    def __init__(self, spec: LearnerSpec, table: FeatureTable, rows: np.ndarray, labels: np.ndarray,
+                 weights: np.ndarray, held_out: np.ndarray, *, seed: int, class_weight, device):
         self.spec, self.table, self.device = spec, table, device
-        self.train_rows, self.held_out_rows = train_rows, held_out_rows
-        self.held_out_labels = held_out_labels
-        self.generator = seed_everything(seed)
-        self.model = build_model(spec, table).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr,
-                                          weight_decay=spec.weight_decay)
-        self.labels = torch.from_numpy(train_labels.astype(np.int64))
-        self.valence = torch.from_numpy(table.valence[train_rows])
-        self.best_waf, self.best_epoch = -1.0, 0
+        self.rows, self.held_out = rows, held_out
+        self.generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = build_model(spec, table).to(device)
+            self._rng_state = torch.get_rng_state()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.weights = torch.from_numpy(weights.astype(np.float32))
+        self.valence = torch.from_numpy(table.valence[rows])
+        self.class_weight = None if class_weight is None else class_weight.to(device)
         self.best_state = copy.deepcopy(self.model.state_dict())
-        self.best_pred = np.zeros(len(held_out_rows), np.int64)
-        self.epoch, self.stopped = 0, False
-        self._rng_state = torch.get_rng_state()
 
-    def step(self) -> float:
-        """Train one epoch, score it on the held-out rows; returns that epoch's WAF."""
+    def step(self) -> np.ndarray:
+        """Train one epoch; returns the held-out rows' probabilities after it."""
         spec, model = self.spec, self.model
-        torch.set_rng_state(self._rng_state)
-        self.epoch += 1
-        model.train()
-        for batch in torch.randperm(len(self.train_rows), generator=self.generator).split(spec.batch_size):
-            rows = self.train_rows[batch.numpy()]
-            out = model(_batch(self.table, spec, rows, self.device))
-            v = self.valence[batch].to(self.device)
-            loss = multitask_loss(out, self.labels[batch].to(self.device), v, ~torch.isnan(v))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        self._rng_state = torch.get_rng_state()
-        pred = predict_proba(model, self.table, spec, self.held_out_rows, device=self.device).argmax(1)
-        score = waf(self.held_out_labels, pred)
-        if score > self.best_waf:
-            self.best_waf, self.best_epoch = score, self.epoch
-            self.best_state = copy.deepcopy(model.state_dict())
-            self.best_pred = pred
-        elif self.epoch - self.best_epoch >= spec.patience:
-            self.stopped = True          # seed 003: early stopping on held-out WAF
-        if self.epoch >= spec.max_epochs:
-            self.stopped = True
-        return score
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng_state)
+            model.train()
+            size = max(1, min(spec.batch_size, -(-len(self.rows) // spec.min_steps_per_epoch)))
+            for batch in torch.randperm(len(self.rows), generator=self.generator).split(size):
+                out = model(_batch(self.table, spec, self.rows[batch.numpy()], self.device))
+                v = self.valence[batch].to(self.device)
+                loss = multitask_loss(out, self.labels[batch].to(self.device), v, ~torch.isnan(v),
+                                      class_weights=self.class_weight,
+                                      sample_weight=self.weights[batch].to(self.device))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+            self._rng_state = torch.get_rng_state()
+        return predict_proba(model, self.table, spec, self.held_out, device=self.device)
+
+    def keep(self) -> None:
+        self.best_state = copy.deepcopy(self.model.state_dict())
 
     def best_model(self) -> nn.Module:
         self.model.load_state_dict(self.best_state)
         return self.model.eval()
 
 
+EpochCallback = Callable[[int, dict], None]
+
+
+@dataclass
+class SplitsFit:
+    """Every split's model at the kept epoch, and their held-out predictions."""
+    models: list[nn.Module]
+    held_out_probs: list[np.ndarray]     # per split: [len(held_out), C] at the kept epoch
+    oof_waf: float                       # WAF of the pooled held-out predictions
+    best_epoch: int
+    epochs: int
+
+
+def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, seed: int,
+               labels: np.ndarray | None = None, extras: list[Extra] | None = None,
+               on_epoch: EpochCallback | None = None, device="cpu") -> SplitsFit:
+    """One model per split, from scratch, in lockstep; all stop at the epoch whose pooled
+    held-out score is best (patience `spec.patience`, at most `spec.max_epochs`).
+
+    `labels` [N]: the label of every row (default `table.label`); `extras[k]` joins split k's
+    training set only and is never held out: scoring on pseudo-labels would grade the learners
+    against their own votes. Split k's model is seeded `fold_seed(seed, k)`.
+    """
+    labels = table.label if labels is None else labels
+    extras = extras or [Extra.none()] * len(splits)
+    if len(extras) != len(splits):
+        raise ValueError(f"{len(splits)} splits but {len(extras)} extra row sets")
+    runs = []
+    for k, (split, extra) in enumerate(zip(splits, extras)):
+        rows = np.concatenate([split.fit_rows, extra.rows]).astype(np.int64)
+        fit_labels = np.concatenate([labels[split.fit_rows], extra.labels]).astype(np.int64)
+        if (fit_labels < 0).any():
+            bad = rows[fit_labels < 0][0]
+            raise ValueError(f"clip {table.names[bad]} (row {bad}) has no label but is in split {k}'s training set")
+        weights = np.concatenate([np.ones(len(split.fit_rows)), np.full(len(extra.rows), extra.weight)])
+        cw = class_weights(fit_labels) if spec.class_weight == "balanced" else None
+        runs.append(_Run(spec, table, rows, fit_labels, weights, split.held_out, seed=fold_seed(seed, k),
+                         class_weight=cw, device=device))
+    held_labels = np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64)
+    best_score, best_epoch = -np.inf, 0
+    best_probs = [np.full((len(s.held_out), NUM_CLASSES), 1 / NUM_CLASSES, np.float32) for s in splits]
+    epoch = 0
+    while epoch < spec.max_epochs and epoch - best_epoch < spec.patience:
+        epoch += 1
+        probs = [run.step() for run in runs]
+        pooled = np.concatenate(probs)
+        epoch_waf = waf(held_labels, pooled.argmax(1)) if len(pooled) else 0.0
+        if spec.stop_on == "waf":
+            score = epoch_waf
+        else:   # mean held-out cross-entropy, negated: higher is better
+            score = -float(F.nll_loss(torch.log(torch.from_numpy(pooled).clamp_min(1e-8)),
+                                      torch.from_numpy(held_labels))) if len(pooled) else 0.0
+        if score > best_score:
+            best_score, best_epoch, best_probs = score, epoch, probs
+            for run in runs:
+                run.keep()
+        if on_epoch is not None:
+            kept = np.concatenate(best_probs)
+            on_epoch(epoch, {"cv_waf": waf(held_labels, kept.argmax(1)) if len(kept) else 0.0,
+                             "epoch_waf": epoch_waf, "best_epoch": best_epoch})
+    kept = np.concatenate(best_probs)
+    return SplitsFit(models=[run.best_model() for run in runs], held_out_probs=best_probs,
+                     oof_waf=float(waf(held_labels, kept.argmax(1))) if len(kept) else 0.0,
+                     best_epoch=best_epoch, epochs=epoch)
+
+
 def fit_learner(spec: LearnerSpec, table: FeatureTable, train_rows: np.ndarray, train_labels: np.ndarray,
                 dev_rows: np.ndarray, *, seed: int, device="cpu") -> FitResult:
-    """Train one learner from scratch on `train_rows` (labels given: true or pseudo).
+    """Train one learner from scratch on `train_rows` (labels given: true or pseudo), keeping the
+    epoch that scores best on the labeled `dev_rows` (seed 003 early stopping).
 
     Valence is learned only where it is known (labeled clips); pseudo-labeled clips add to the
-    classification loss alone. The best epoch by dev WAF is kept (seed 003 early stopping).
-    """
-    run = _EarlyStoppedRun(spec, table, train_rows, train_labels, dev_rows, table.label[dev_rows],
-                           seed=seed, device=device)
-    while not run.stopped:
-        run.step()
-    return FitResult(model=run.best_model(), dev_waf=float(run.best_waf),
-                     best_epoch=run.best_epoch, epochs=run.epoch)
+    classification loss alone."""
+    labels = table.label.copy()
+    labels[train_rows] = train_labels
+    fit = fit_splits(spec, table, [Split(np.asarray(train_rows, np.int64), np.asarray(dev_rows, np.int64))],
+                     seed=seed, labels=labels, device=device)
+    return FitResult(model=fit.models[0], dev_waf=fit.oof_waf, best_epoch=fit.best_epoch, epochs=fit.epochs)
 
 
 # ---- k-fold cross-validation (seed 003) ------------------------------------------------------
@@ -182,6 +277,13 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
             folds[dealer].append(int(position))
             dealer = (dealer + 1) % k
     return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+def fold_splits(rows: np.ndarray, labels: np.ndarray, k: int, seed: int) -> list[Split]:
+    """k stratified folds of the labeled `rows` as Splits (fit on k-1 folds, held out: one)."""
+    rows = np.asarray(rows, np.int64)
+    positions = stratified_folds(labels, k, seed)
+    return [Split(rows[np.setdiff1d(np.arange(len(rows)), p)], rows[p]) for p in positions]
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -217,8 +319,6 @@ class CVResult(FitResult):
     spec: LearnerSpec = None
     rows: np.ndarray = None                  # the labeled rows that were split into folds
     fold_rows: list[np.ndarray] = field(default_factory=list)   # held-out rows of each fold
-    fold_waf: list[float] = field(default_factory=list)         # best held-out WAF per fold
-    fold_best_epochs: list[int] = field(default_factory=list)
     oof_pred: np.ndarray = None              # [len(rows)] out-of-fold predicted label
 
     @property
@@ -236,60 +336,32 @@ class CVResult(FitResult):
         return np.mean(probs, axis=0, dtype=np.float64).astype(np.float32)
 
 
-EpochCallback = Callable[[int, dict], None]
-
-
 def cross_validate(spec: LearnerSpec, table: FeatureTable, rows: np.ndarray, labels: np.ndarray, *,
                    folds: int = 5, seed: int, mined_rows: np.ndarray | None = None,
                    mined_labels: np.ndarray | None = None, on_epoch: EpochCallback | None = None,
                    device="cpu") -> CVResult:
-    """Seed 003's k-fold CV: one model per stratified fold, early-stopped on its held-out fold.
+    """Seed 003's k-fold CV of the labeled `rows` / `labels`: one model per stratified fold,
+    all stopped at the epoch with the best out-of-fold score.
 
-    `rows` / `labels` are the labeled rows that are split into folds. `mined_rows` /
-    `mined_labels` (pseudo-labeled clips) join every fold's training set and are never held
-    out: scoring on them would grade the learners against their own votes.
-
-    The folds train in lockstep, one epoch each at a time, so that after every epoch
-    `on_epoch(epoch, {"cv_waf", "fold_waf_mean", "folds_running"})` can report progress (Ray
-    Tune's ASHA stops bad trials on it). `cv_waf` is the out-of-fold WAF of each fold's best
-    epoch so far: it never decreases and its last value is the result's `dev_waf`. The split and
-    every fold's model depend on `seed` only: same seed, same result.
-    """
+    `mined_rows` / `mined_labels` (pseudo-labeled clips) join every fold's training set and are
+    never held out. `on_epoch(epoch, {"cv_waf", "epoch_waf", "best_epoch"})` reports progress
+    after every epoch (Ray Tune's ASHA stops bad trials on it). The split and every fold's model
+    depend on `seed` only: same seed, same result."""
     rows = np.asarray(rows, np.int64)
     labels = np.asarray(labels, np.int64)
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
-    mined_rows = np.zeros(0, np.int64) if mined_rows is None else np.asarray(mined_rows, np.int64)
-    mined_labels = np.zeros(0, np.int64) if mined_labels is None else np.asarray(mined_labels, np.int64)
-    positions = stratified_folds(labels, folds, seed)
-    runs = []
-    for k, held_out in enumerate(positions):
-        train = np.setdiff1d(np.arange(len(rows)), held_out)
-        runs.append(_EarlyStoppedRun(
-            spec, table,
-            np.concatenate([rows[train], mined_rows]), np.concatenate([labels[train], mined_labels]),
-            rows[held_out], labels[held_out], seed=fold_seed(seed, k), device=device))
-
+    all_labels = table.label.copy()
+    all_labels[rows] = labels
+    splits = fold_splits(rows, labels, folds, seed)
+    extra = (Extra.none() if mined_rows is None else
+             Extra(np.asarray(mined_rows, np.int64), np.asarray(mined_labels, np.int64)))
+    fit = fit_splits(spec, table, splits, seed=seed, labels=all_labels, extras=[extra] * folds,
+                     on_epoch=on_epoch, device=device)
+    position = {int(r): i for i, r in enumerate(rows)}
     oof_pred = np.zeros(len(rows), np.int64)
-    epoch = 0
-    while not all(run.stopped for run in runs):
-        epoch += 1
-        scores = [run.step() if not run.stopped else run.best_waf for run in runs]
-        if on_epoch is not None:
-            for run, held_out in zip(runs, positions):
-                oof_pred[held_out] = run.best_pred
-            on_epoch(epoch, {"cv_waf": waf(labels, oof_pred), "fold_waf_mean": float(np.mean(scores)),
-                             "folds_running": sum(not run.stopped for run in runs)})
-    for run, held_out in zip(runs, positions):
-        oof_pred[held_out] = run.best_pred
-    return CVResult(
-        model=FoldEnsemble([run.best_model() for run in runs]),
-        dev_waf=waf(labels, oof_pred),
-        best_epoch=int(round(np.mean([run.best_epoch for run in runs]))),
-        epochs=max(run.epoch for run in runs),
-        spec=spec, rows=rows,
-        fold_rows=[rows[p] for p in positions],
-        fold_waf=[float(run.best_waf) for run in runs],
-        fold_best_epochs=[run.best_epoch for run in runs],
-        oof_pred=oof_pred,
-    )
+    for split, probs in zip(splits, fit.held_out_probs):
+        oof_pred[[position[int(r)] for r in split.held_out]] = probs.argmax(1)
+    return CVResult(model=FoldEnsemble(fit.models), dev_waf=fit.oof_waf, best_epoch=fit.best_epoch,
+                    epochs=fit.epochs, spec=spec, rows=rows, fold_rows=[s.held_out for s in splits],
+                    oof_pred=oof_pred)

@@ -8,15 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_ray.config import MiningConfig, RunConfig
+from mer_ray.config import MiningConfig, RunConfig, apply_preset
 from mer_ray.corpus.truth import read_truth
 from mer_ray.labels import EMOTIONS
 from mer_ray.mining.run import run_cyclic_mining
 
 
 def run(corpus, out, *, workers, rounds=2, store=None):
+    """The plumbing runs seed 004's preset (a dev split, mined clips added for good, every round
+    adopted), whose round structure the assertions below spell out; the default's class-aware,
+    out-of-fold mining has tests of its own."""
     cfg = RunConfig(corpus=str(corpus), out=str(out), store=str(store or corpus / "features"),
-                    train_workers=workers, mining=MiningConfig(rounds=rounds))
+                    train_workers=workers, mining=apply_preset(MiningConfig(), "seed004", {"rounds": rounds}))
     return run_cyclic_mining(cfg)
 
 
@@ -101,8 +104,8 @@ def test_in_process_run_gives_the_same_predictions_and_resumes(ray_train_run, ti
 def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
     cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "audited"), store=str(tiny_corpus / "features"),
                     train_workers=0, baselines=True,
-                    mining=MiningConfig(rounds=2, canary_fraction=0.2, policy=("vote", "cap"),
-                                        max_share_per_round=0.25))
+                    mining=apply_preset(MiningConfig(), "seed004", dict(
+                        rounds=2, canary_fraction=0.2, policy=("vote", "cap"), max_share_per_round=0.25)))
     out = run_cyclic_mining(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     # canaries: hidden labeled clips sit in the pool, so real-label precision can be measured

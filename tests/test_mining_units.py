@@ -5,16 +5,22 @@ import pytest
 
 from mer_ray.mining.ensemble import ensemble, ranked_mode
 from mer_ray.config import MiningConfig
-from mer_ray.mining.policies import POLICIES, PolicyContext, create_policy, split_evenly
-from mer_ray.mining.state import MiningState
+from mer_ray.mining.policies import (
+    POLICIES, PolicyContext, assign_learners, create_policy, split_evenly,
+)
+from mer_ray.mining.state import Mined, MiningState
 
 
-def select(probs, dev_probs=None, dev_labels=None, pool_size=None, **options):
-    """Run the policy chain built from MiningConfig(**options) on `probs`."""
+def select(probs, dev_probs=None, dev_labels=None, pool_size=None, round=1, prior=None, cumulative=False,
+           **options):
+    """Run the policy chain built from MiningConfig(**options) on `probs` (seed 004's plain vote
+    unless `policy` is given)."""
     n_learners = probs.shape[0]
+    options.setdefault("policy", ("vote",))
     ctx = PolicyContext(dev_probs=np.zeros((n_learners, 0, 6)) if dev_probs is None else dev_probs,
                         dev_labels=np.zeros(0, int) if dev_labels is None else dev_labels,
-                        pool_size=pool_size or probs.shape[1])
+                        pool_size=pool_size or probs.shape[1], round=round,
+                        labeled_prior=None if prior is None else np.asarray(prior, float), cumulative=cumulative)
     return create_policy(MiningConfig(**options))(probs, ctx)
 
 
@@ -136,12 +142,103 @@ def test_mean_prob_ensemble_averages_probabilities():
     assert ensemble("ranked-mode", probs, [1, 0]).tolist() == [0]
 
 
-def test_state_gives_each_learner_labeled_rows_plus_its_own_share():
-    state = MiningState()
-    state.add(np.array([10, 11, 12]), np.array([4, 5, 4]), np.array([0, 1, 0]))
-    labels = np.full(20, -1)
-    labels[:3] = [0, 1, 2]
-    rows, y = state.training_set(0, np.arange(3), labels)
-    assert rows.tolist() == [0, 1, 2, 10, 12] and y.tolist() == [0, 1, 2, 4, 4]
-    rows, y = state.training_set(1, np.arange(3), labels)
-    assert rows.tolist() == [0, 1, 2, 11] and y.tolist() == [0, 1, 2, 5]
+def test_state_gives_each_learner_its_own_share_plus_the_clips_for_everyone():
+    mined = Mined(np.array([10, 11, 12, 13]), np.array([4, 5, 4, 1]), np.array([0, 1, 0, -1]))
+    rows, y = mined.of_learner(0)
+    assert rows.tolist() == [10, 12, 13] and y.tolist() == [4, 4, 1]
+    rows, y = mined.of_learner(1)
+    assert rows.tolist() == [11, 13] and y.tolist() == [5, 1]
+
+
+def test_revisited_mined_set_replaces_the_old_one_and_a_plain_one_grows():
+    state = MiningState(n_splits=2)
+    first = Mined(np.array([10, 11]), np.array([1, 2]), np.array([0, 1]))
+    second = Mined(np.array([11, 12]), np.array([3, 3]), np.array([0, 0]))
+    state.set_mined(0, first, replace=True)
+    state.set_mined(0, second, replace=True)    # clip 10's vote no longer holds: it leaves
+    assert state.mined[0].rows.tolist() == [11, 12] and state.mined[0].labels.tolist() == [3, 3]
+    state.set_mined(1, first, replace=False)
+    state.set_mined(1, second, replace=False)
+    assert state.mined[1].rows.tolist() == [10, 11, 11, 12]
+
+
+def _pool(labels, conf):
+    """probs [4, N, 6]: all four learners predict labels[n] with confidence conf[n]."""
+    labels, conf = np.asarray(labels), np.asarray(conf, float)
+    probs = np.zeros((4, len(labels), 6))
+    probs[:, np.arange(len(labels)), labels] = conf
+    probs[:, np.arange(len(labels)), (labels + 1) % 6] += 1 - conf
+    return probs
+
+
+def test_class_quota_keeps_the_labeled_class_mix_however_confident_the_majority_is():
+    # 60 confident neutral clips, 20 less confident sad ones, 20 surprise ones at 0.6
+    labels = [0] * 60 + [3] * 20 + [5] * 20
+    conf = [0.99] * 60 + [0.7] * 20 + [0.6] * 20
+    prior = [0.5, 0, 0, 0.3, 0, 0.2]
+    sel = select(_pool(labels, conf), policy=("vote", "class-quota"), prior=prior, pool_size=100,
+                 options={"class-quota": {"share_per_round": 0.2}})
+    kept = sel.labels[sel.selected]
+    # budget 20 clips: 10 neutral, 6 sad, 4 surprise, not 20 neutral
+    assert np.bincount(kept, minlength=6).tolist() == [10, 0, 0, 6, 0, 4]
+    # within a class the most confident go first
+    assert sel.confidence[sel.selected & (sel.labels == 0)].min() == pytest.approx(0.99)
+
+
+def test_class_quota_budget_grows_with_the_round_when_the_set_is_revisited():
+    labels, conf = [0] * 50 + [1] * 50, np.linspace(0.99, 0.6, 100)
+    kwargs = dict(policy=("vote", "class-quota"), prior=[0.5, 0.5, 0, 0, 0, 0], pool_size=100,
+                  options={"class-quota": {"share_per_round": 0.1}})
+    assert select(_pool(labels, conf), round=3, cumulative=True, **kwargs).selected.sum() == 30
+    assert select(_pool(labels, conf), round=3, cumulative=False, **kwargs).selected.sum() == 10
+    # never more than a class's candidates, never another class's clips in its place
+    few = select(_pool([0] * 95 + [1] * 5, np.full(100, 0.9)), round=10, cumulative=True, **kwargs)
+    assert np.bincount(few.labels[few.selected], minlength=6)[:2].tolist() == [50, 5]
+
+
+def test_class_quota_only_keeps_what_the_vote_proposed():
+    labels = np.array([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 1]])    # clip 1: only 2 of 4 agree
+    sel = select(one_hot_probs(labels), policy=("vote", "class-quota"), prior=[1, 1, 0, 0, 0, 0],
+                 options={"class-quota": {"share_per_round": 1.0}})
+    assert sel.selected.tolist() == [True, False, True]
+
+
+def test_class_adaptive_thresholds_are_lower_for_classes_the_learners_are_unsure_of():
+    # class 0: predicted often and confidently; class 4: rarely, at 0.55
+    labels = [0] * 8 + [4] * 2
+    conf = [0.95] * 8 + [0.55] * 2
+    sel = select(_pool(labels, conf), policy=("vote", "class-adaptive"))
+    assert sel.selected[8:].all()        # a plain 0.8 threshold would starve class 4
+    strict = select(_pool(labels, conf), policy=("vote", "class-adaptive"),
+                    options={"class-adaptive": {"tau": 0.99}})
+    # the most predicted class gets tau itself: 0.95 < 0.99 drops it; the rare class keeps a low bar
+    assert not strict.selected[:8].any() and strict.selected[8:].all()
+
+
+def test_policy_options_are_checked_against_the_policys_own_parameters():
+    with pytest.raises(ValueError, match="share_per_roun.*known"):
+        select(one_hot_probs([[0]] * 4), policy=("vote", "class-quota"),
+               options={"class-quota": {"share_per_roun": 0.1}})
+    with pytest.raises(ValueError, match="does not use"):
+        select(one_hot_probs([[0]] * 4), policy=("vote",), options={"class-quota": {}})
+
+
+def test_mined_clips_go_to_one_learner_each_or_to_every_learner():
+    rows, labels = np.arange(8), np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    even = assign_learners(rows, labels, 4, "even", seed=0)
+    assert sorted(np.bincount(even, minlength=4).tolist()) == [2, 2, 2, 2]
+    assert (assign_learners(rows, labels, 4, "all", seed=0) == -1).all()
+    with pytest.raises(ValueError, match="even"):
+        assign_learners(rows, labels, 4, "some", seed=0)
+
+
+def test_seed004_preset_is_the_paper_and_explicit_fields_win():
+    from mer_ray.config import config_from_dict, load_config
+    cfg = config_from_dict({"mining": {"preset": "seed004", "rounds": 5}}).mining
+    assert (cfg.policy, cfg.agree, cfg.revisit, cfg.split, cfg.mined_weight, cfg.adopt, cfg.folds, cfg.rounds) == \
+        (("vote",), 3, False, "even", 1.0, "always", 0, 5)
+    assert load_config(overrides={"mining.preset": "seed004", "mining.agree": 4}).mining.agree == 4
+    default = MiningConfig()
+    assert default.preset is None and default.folds >= 2 and "class-quota" in default.policy
+    with pytest.raises(ValueError, match="seed004"):
+        config_from_dict({"mining": {"preset": "seed005"}})

@@ -1,44 +1,55 @@
 """Cyclic pseudo-label mining (seed 004), round by round, as one Ray Train worker function.
 
 Ray Train starts its workers once per run (about 20 s here), not once per learner per round:
-the whole loop runs inside `mining_loop`, each worker owns learners[rank::world_size], and the
+the whole loop runs inside `mining_loop`, each worker owns some of the learners, and the
 workers swap their predictions with one all-gather per round. Every worker then runs the same
 deterministic vote, so they agree on the mined set without another message; rank 0 writes.
+`run_rounds` is the loop itself, plain Python: Ray Train calls it on each worker, and a
+benchmark can call it in one process.
+
+The labeled clips are cut into *splits* — seed 003's k folds (default), or one dev split —
+and every learner fits one model per split. Split k keeps its own mined set, voted by split
+k's models only, so nothing split k's models learn ever comes from its held-out clips: the
+out-of-fold score stays honest in every round, and it is what ranks learners, stops training
+and decides whether a round is adopted.
 
 Round r:
-    r > 0: the learners of round r-1 vote on the clips still in the pool; the selected clips
-           are split evenly across the learners and join their training sets (D_l ∪ D_w,k)
-    train every learner from scratch on its training set, early stopping on the dev split
-    predict every clip; all-gather; rank 0 audits the round and checkpoints it
+    r > 0: each split's learners of round r-1 vote on the pool; the policy chain selects
+           (class-balanced by default) and the selection replaces that split's mined set
+           (or, revisit: false, adds to it); the mined clips are dealt across the learners
+    train every learner from scratch: one model per split on its labeled clips + its mined
+           clips (weighted `mined_weight`), all stopped at the best pooled held-out epoch
+    predict every clip; all-gather; score the ensemble out of fold; adopt the round or stop
+    rank 0 audits the round and checkpoints it
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-import ray
 import torch
 
 from mer_ray.config import RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
-from mer_ray.labels import EMOTIONS
+from mer_ray.labels import EMOTIONS, NUM_CLASSES
 from mer_ray.metrics import accuracy, uar, waf
 from mer_ray.mining.ensemble import ensemble
-from mer_ray.mining.policies import PolicyContext, create_policy, split_evenly
-from mer_ray.mining.state import MiningState, read_rounds, round_dir, write_json
+from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
+from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
 from mer_ray.storage import Mirror
-from mer_ray.train import cross_validate, fit_learner, predict_outputs
+from mer_ray.train import Extra, FoldEnsemble, Split, fit_splits, fold_splits, predict_outputs
 
 
 @dataclass
 class MiningData:
     """Everything the workers read, put once in the object store and shared by every round."""
     table: FeatureTable
-    train: np.ndarray        # labeled rows the learners fit on
-    dev: np.ndarray          # labeled rows held out for early stopping and ranking
+    train: np.ndarray        # labeled rows the learners fit on (with folds: every labeled row)
+    dev: np.ndarray          # labeled rows held out for early stopping and ranking (dev split only)
     pool: np.ndarray         # unlabeled rows the learners may mine
     test: np.ndarray         # held-out rows, scored against truth only
     test_labels: np.ndarray  # [len(test)] true labels (evaluation only)
@@ -64,6 +75,21 @@ def stratified_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed
     return np.setdiff1d(rows, dev), dev
 
 
+def labeled_splits(cfg: RunConfig, data: MiningData) -> list[Split]:
+    """Seed 003's k stratified folds of every labeled clip, or the one dev split."""
+    if cfg.mining.folds >= 2:
+        labeled = np.union1d(data.train, data.dev)
+        return fold_splits(labeled, data.table.label[labeled], cfg.mining.folds, seed=cfg.seed)
+    if not len(data.dev):
+        raise ValueError("mining.folds < 2 needs a labeled dev split (mining.dev_fraction > 0)")
+    return [Split(data.train, data.dev)]
+
+
+def learner_seed(run_seed: int, r: int, learner: int) -> int:
+    """Independent seed of learner `learner` in round `r` (no collisions, whatever the counts)."""
+    return int(np.random.SeedSequence([run_seed, r, learner]).generate_state(1)[0])
+
+
 def _all_gather(local: dict) -> dict:
     """Merge every worker's {learner: result}; a no-op in one process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -73,150 +99,228 @@ def _all_gather(local: dict) -> dict:
     return local
 
 
-def _rank_and_world() -> tuple[int, int]:
-    context = ray.train.get_context()
-    return context.get_world_rank(), context.get_world_size()
-
-
 def mining_loop(config: dict) -> None:
     """Ray Train's train_loop_per_worker: run (or resume) every round of the mining."""
-    cfg: RunConfig = config_from_dict(config["run"])
-    run_dir = Path(config["run_dir"])
-    data: MiningData = ray.get(config["data"])
-    table, learners = data.table, cfg.learners
-    rank, world = _rank_and_world()
+    import ray
+
     torch.set_num_threads(1)  # one learner per core; also makes results independent of world size
+    context = ray.train.get_context()
+    mirror = Mirror(config["run_remote"], Path(config["run_dir"])) if config.get("run_remote") else None
+    run_rounds(config_from_dict(config["run"]), ray.get(config["data"]), Path(config["run_dir"]),
+               rank=context.get_world_rank(), world=context.get_world_size(), exchange=_all_gather,
+               report=ray.train.report, mirror=mirror,
+               # the driver prints each round's row once, as its metrics.json lands (mining/progress.py)
+               echo=False)
+
+
+def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0, world: int = 1,
+               exchange: Callable[[dict], dict] = lambda local: local,
+               report: Callable[[dict], None] | None = None, mirror: Mirror | None = None,
+               echo: bool = True) -> list[dict]:
+    """Every round of the mining (resuming after the last complete one); returns their metrics."""
+    table, learners, mining = data.table, cfg.learners, cfg.mining
     # Ray Train sets CUDA_VISIBLE_DEVICES per worker, so "cuda" is this worker's own GPU
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
     from mer_ray.mining.placement import learners_of_worker  # balanced by estimated cost, alike on every rank
-    my_learners = learners_of_worker(learners, table, rank, world, folds=cfg.mining.folds)
-    policy = create_policy(cfg.mining)
-    # an object-store run: this node's copy of the run folder, up to date with the bucket
-    mirror = Mirror(config["run_remote"], run_dir) if config.get("run_remote") else None
-    if mirror:
+    my_learners = learners_of_worker(learners, table, rank, world, folds=mining.folds)
+    splits = labeled_splits(cfg, data)
+    policy = create_policy(mining)
+    if mirror:   # an object-store run: this node's copy of the run folder, up to date with the bucket
         mirror.pull(skip=("ray/",))
-    state = MiningState.load(run_dir, table.names)
+    state = MiningState.load(run_dir, table.names, n_splits=len(splits), revisit=mining.revisit)
     history = read_rounds(run_dir)
+    best = _best_round(history)
+    best_oof = (np.load(round_dir(run_dir, best["round"]) / "probs.npz")["oof_pred"] if best else None)
+    oof_labels = np.concatenate([table.label[s.held_out] for s in splits])
 
-    for r in range(state.next_round, cfg.mining.rounds + 1):
+    for r in range(state.next_round, mining.rounds + 1):
+        if state.stopped:
+            break
         started = time.perf_counter()
         partial = round_dir(run_dir, r, partial=True)
         partial.mkdir(parents=True, exist_ok=True)
 
-        # 1. vote: the previous round's learners label the clips still in the pool
+        # 1. vote: each split's learners of round r-1 label the pool; the policy picks the mined set
         votes = None
         if r > 0:
-            remaining, selection, assigned = mine(state, data, policy, seed=cfg.seed * 1000 + r)
-            votes = _vote_table(table, learners, state.probs[:, remaining], remaining, selection, assigned)
+            parts = []
+            for k, split in enumerate(splits):
+                mined, part = vote(state, k, split, data, policy, cfg, r)
+                state.set_mined(k, mined, replace=mining.revisit)
+                parts.append(part)
+            votes = pd.concat(parts, ignore_index=True)
 
-        # 2. train this worker's learners from scratch on D_l ∪ D_w,k, predict every clip
+        # 2. train this worker's learners from scratch, one model per split; predict every clip
         local = {}
         for i in my_learners:
-            rows, labels = state.training_set(i, data.train, table.label)
-            seed = cfg.seed * 1000 + 10 * r + i
-            if cfg.mining.folds >= 2:   # seed 003: k folds of the labeled clips, mined clips in every fold
-                own = state.mined_learner == i
-                fit = cross_validate(learners[i], table, data.train, table.label[data.train],
-                                     folds=cfg.mining.folds, seed=seed, mined_rows=state.mined_rows[own],
-                                     mined_labels=state.mined_labels[own], device=device)
-            else:
-                fit = fit_learner(learners[i], table, rows, labels, data.dev, seed=seed, device=device)
+            extras = [Extra(*state.mined[k].of_learner(i), weight=mining.mined_weight) for k in range(len(splits))]
+            fit = fit_splits(learners[i], table, splits, seed=learner_seed(cfg.seed, r, i), extras=extras,
+                             device=device)
+            model = FoldEnsemble(fit.models) if len(fit.models) > 1 else fit.models[0]
             weights = partial / f"{learners[i].name}.pt"
-            torch.save({k: v.cpu() for k, v in fit.model.state_dict().items()}, weights)
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
             if mirror:   # straight to its final place: rank 0 may be on another node
                 mirror.upload(weights, f"{round_dir(Path(''), r).name}/{weights.name}")
-            probs, valence = predict_outputs(fit.model, table, learners[i], device=device)
-            local[i] = dict(probs=probs.astype(np.float32), valence=valence, dev_waf=fit.dev_waf,
-                            train_size=len(rows), epochs=fit.best_epoch)
+            outputs = [predict_outputs(m, table, learners[i], device=device) for m in fit.models]
+            local[i] = dict(split_probs=np.stack([p for p, _ in outputs]).astype(np.float32),
+                            valence=np.mean([v for _, v in outputs], axis=0).astype(np.float32),
+                            held_out_waf=fit.oof_waf, best_epoch=fit.best_epoch,
+                            train_size=float(np.mean([len(s.fit_rows) + len(e.rows) for s, e in zip(splits, extras)])))
 
         # 3. exchange predictions; every worker now holds all learners' outputs
-        results = _all_gather(local)
-        state.probs = np.stack([results[i]["probs"] for i in range(len(learners))])
+        results = exchange(local)
+        state.split_probs = np.stack([results[i]["split_probs"] for i in range(len(learners))])
 
-        # 4. audit and checkpoint (rank 0 writes; the others already agree on the state)
-        metrics = _round_metrics(r, data, state, results, learners, votes, cfg)
+        # 4. score out of fold, decide whether the round is adopted (every worker decides alike)
+        scores = [results[i]["held_out_waf"] for i in range(len(learners))]
+        oof_pred = np.concatenate([ensemble(mining.ensemble, state.split_probs[:, k, s.held_out], scores)
+                                   for k, s in enumerate(splits)])
+        metrics = _round_metrics(r, data, state, results, learners, votes, cfg, scores)
+        metrics["dev_waf"] = round(waf(oof_labels, oof_pred), 4)
+        metrics.update(adoption(mining, metrics["dev_waf"], oof_pred, oof_labels, best, best_oof,
+                                seed=learner_seed(cfg.seed, r, 99_999)))
+        if metrics["adopted"] and (best is None or metrics["dev_waf"] >= best["dev_waf"]):
+            best, best_oof = metrics, oof_pred
+        state.stopped = not metrics["adopted"]
         metrics["seconds"] = round(time.perf_counter() - started, 2)
+
+        # 5. audit and checkpoint (rank 0 writes; the others already agree on the state)
+        history.append(metrics)
         if rank == 0:
             valence = np.stack([results[i]["valence"] for i in range(len(learners))])
-            np.savez(partial / "probs.npz", names=table.names.astype(str), probs=state.probs, valence=valence)
+            np.savez(partial / "probs.npz", names=table.names.astype(str), probs=state.probs,
+                     split_probs=state.split_probs, valence=valence, oof_pred=oof_pred)
             if votes is not None:
                 votes.to_parquet(partial / "vote_table.parquet", index=False)
             write_json(partial / "metrics.json", metrics)
             state.commit_round(run_dir, r)
-            history.append(metrics)
             write_json(run_dir / "metrics.json", {"rounds": history})
             if mirror:   # the round's files, then the state.json that names it complete
                 mirror.push_tree(round_dir(Path(""), r).name)
                 mirror.push("metrics.json", "state.json")
-            print(format_round(metrics, header=(r == 0)), flush=True)
+            if echo:
+                print(format_round(metrics, header=(r == 0)), flush=True)
         else:
             state.complete.append(r)
-        ray.train.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        if report:
+            report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    return history
 
 
-def mine(state: MiningState, data: MiningData, policy, *, seed: int):
-    """One vote: the last round's learners label the clips still in the pool, the policy keeps
-    some, and the kept clips are split evenly across the learners and recorded in `state`.
-    Returns (remaining pool rows, the selection over them, assigned learner per row or -1)."""
-    remaining = np.setdiff1d(data.pool, state.mined_rows)
-    context = PolicyContext(dev_probs=state.probs[:, data.dev], dev_labels=data.table.label[data.dev],
-                            pool_size=len(data.pool))
-    selection = policy(state.probs[:, remaining], context)
+def vote(state: MiningState, k: int, split: Split, data: MiningData, policy, cfg: RunConfig, r: int):
+    """Split k's vote of round r: its learners of round r-1 label the candidate clips (the whole
+    pool when revisiting, else the clips not mined yet) and the policy chain keeps some; the kept
+    clips are dealt across the learners. Returns (the split's mined clips, its vote table)."""
+    mining, table = cfg.mining, data.table
+    probs = state.split_probs[:, k]                                    # [L, N, C]
+    candidates = data.pool if mining.revisit else np.setdiff1d(data.pool, state.mined[k].rows)
+    fit_labels = table.label[split.fit_rows]
+    context = PolicyContext(
+        # labeled clips split k fits on, each as predicted by the split that held it out
+        dev_probs=_held_out_probs(state.split_probs, split.fit_rows, data, cfg),
+        dev_labels=fit_labels, pool_size=len(data.pool), round=r,
+        labeled_prior=np.bincount(fit_labels, minlength=NUM_CLASSES) / max(len(fit_labels), 1),
+        cumulative=mining.revisit)
+    selection = policy(probs[:, candidates], context)
     picked = np.flatnonzero(selection.selected)
-    assigned = np.full(len(remaining), -1, np.int64)
-    shares = split_evenly(remaining[picked], selection.labels[picked], state.probs.shape[0], seed=seed)
-    for learner, share in enumerate(shares):
-        assigned[picked[share]] = learner
-    state.add(remaining[picked], selection.labels[picked], assigned[picked])
-    return remaining, selection, assigned
-
-
-def _vote_table(table, learners, probs, rows, selection, assigned) -> pd.DataFrame:
-    """One row per pool clip voted on: each learner's label and confidence, the outcome."""
-    columns = {"name": table.names[rows].astype(str)}
-    for i, spec in enumerate(learners):
-        columns[f"{spec.name}_label"] = probs[i].argmax(-1)
-        columns[f"{spec.name}_conf"] = probs[i].max(-1)
+    assigned = np.full(len(candidates), -1, np.int64)
+    assigned[picked] = assign_learners(candidates[picked], selection.labels[picked], probs.shape[0],
+                                       mining.split, seed=learner_seed(cfg.seed, r, 10_000 + k))
+    mined = Mined(candidates[picked], selection.labels[picked], assigned[picked])
+    columns = {"split": np.full(len(candidates), k, np.int64), "name": table.names[candidates].astype(str)}
+    for i, spec in enumerate(cfg.learners):
+        columns[f"{spec.name}_label"] = probs[i, candidates].argmax(-1)
+        columns[f"{spec.name}_conf"] = probs[i, candidates].max(-1)
     columns.update(agreed=selection.labels, agree=selection.agree, confidence=selection.confidence,
                    selected=selection.selected, assigned=assigned)
-    return pd.DataFrame(columns)
+    return mined, pd.DataFrame(columns)
 
 
-def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg) -> dict:
-    labels = data.table.label
-    dev_scores = [results[i]["dev_waf"] for i in range(len(learners))]
-    learner_metrics = {}
-    for i, spec in enumerate(learners):
-        dev_pred = results[i]["probs"][data.dev].argmax(-1)
-        learner_metrics[spec.name] = dict(dev_waf=round(results[i]["dev_waf"], 4),
-                                          dev_acc=round(accuracy(labels[data.dev], dev_pred), 4),
-                                          train_size=results[i]["train_size"],
-                                          best_epoch=results[i]["epochs"])
-    metrics = dict(round=r, train_size=len(data.train) + len(state.mined_rows), dev_size=len(data.dev), mined=0,
+def _held_out_probs(split_probs: np.ndarray, rows: np.ndarray, data: MiningData, cfg: RunConfig) -> np.ndarray:
+    """[L, len(rows), C]: each labeled row as predicted by a model that did not fit on it (with
+    folds: the fold that held it out; with a dev split there is one model, so the dev rows)."""
+    splits = labeled_splits(cfg, data)
+    if len(splits) == 1:   # dev split: thresholds from the dev clips (seed 003, Algorithm 1)
+        return split_probs[:, 0, splits[0].held_out]
+    owner = np.zeros(len(data.table), np.int64)
+    for k, s in enumerate(splits):
+        owner[s.held_out] = k
+    return split_probs[:, owner[rows], rows]
+
+
+def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, best: dict | None,
+             best_pred: np.ndarray | None, *, seed: int) -> dict:
+    """Is this round adopted? Not when its out-of-fold WAF is below the best adopted round's by
+    more than `adopt_noise` standard deviations of the paired difference (a bootstrap over the
+    labeled clips: the same clips, scored by both rounds). Round 0 always is."""
+    if best is None:
+        return dict(adopted=True, noise=None, reason="round 0: the labeled-only learners")
+    resample = np.random.default_rng(seed).integers(0, len(labels), size=(200, len(labels)))
+    diffs = np.array([waf(labels[b], oof_pred[b]) - waf(labels[b], best_pred[b]) for b in resample])
+    noise = float(diffs.std())
+    drop = best["dev_waf"] - oof_waf
+    if mining.adopt == "always":
+        return dict(adopted=True, noise=round(noise, 4), reason="adopt: always")
+    if mining.adopt != "oof":
+        raise ValueError(f"mining.adopt must be 'oof' or 'always', got {mining.adopt!r}")
+    if drop > mining.adopt_noise * noise:
+        return dict(adopted=False, noise=round(noise, 4),
+                    reason=f"out-of-fold WAF {oof_waf:.4f} is {drop:.4f} below round {best['round']}'s "
+                           f"(noise {noise:.4f}): not adopted, mining stops")
+    return dict(adopted=True, noise=round(noise, 4),
+                reason=f"out-of-fold WAF {oof_waf:.4f} vs round {best['round']}'s {best['dev_waf']:.4f} "
+                       f"(noise {noise:.4f})")
+
+
+def _best_round(history: list[dict]) -> dict | None:
+    """The adopted round with the best out-of-fold WAF (the later one on a tie)."""
+    adopted = [m for m in history if m.get("adopted", True)]
+    return max(reversed(adopted), key=lambda m: m["dev_waf"]) if adopted else None
+
+
+def final_round(history: list[dict], how: str) -> tuple[int, str]:
+    """The round whose learners make the final ensemble, and why."""
+    if how == "always":
+        return history[-1]["round"], "the last round (mining.adopt: always)"
+    best = _best_round(history)
+    return best["round"], (f"the adopted round with the best out-of-fold WAF ({best['dev_waf']:.4f}) "
+                           f"of rounds {[m['round'] for m in history]}")
+
+
+def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores) -> dict:
+    probs = state.probs
+    learner_metrics = {spec.name: dict(dev_waf=round(results[i]["held_out_waf"], 4),
+                                       train_size=round(results[i]["train_size"], 1),
+                                       best_epoch=results[i]["best_epoch"])
+                       for i, spec in enumerate(learners)}
+    n_splits = len(state.mined)
+    mined_rows = np.concatenate([m.rows for m in state.mined])
+    mined_labels = np.concatenate([m.labels for m in state.mined])
+    metrics = dict(round=r, train_size=int(round(len(data.train) + len(data.dev) * (cfg.mining.folds >= 2)
+                                                 + len(mined_rows) / n_splits)),
+                   dev_size=len(data.dev), mined=int(round(len(mined_rows) / n_splits)),
                    pseudo_label_precision=None, mined_per_class={}, learners=learner_metrics)
     if votes is not None:
-        new = votes[votes["selected"]]
-        metrics["mined"] = int(len(new))
-        metrics["mined_per_class"] = {EMOTIONS[c]: int((new["agreed"] == c).sum()) for c in range(len(EMOTIONS))}
-        rows = data.table.index_of(new["name"])
-        truth = data.pool_truth[rows]
+        # the mined set (per split, averaged over the splits) that trained this round
+        metrics["mined_per_class"] = {EMOTIONS[c]: int(round((mined_labels == c).sum() / n_splits))
+                                      for c in range(NUM_CLASSES)}
+        metrics["new_per_round"] = int(round(votes["selected"].sum() / n_splits))
+        truth = data.pool_truth[mined_rows]
         known = truth >= 0
-        correct = new["agreed"].to_numpy() == truth
+        correct = mined_labels == truth
         if known.any():
             metrics["pseudo_label_precision"] = round(float(correct[known].mean()), 4)
-        canary = np.isin(rows, data.canaries)
-        metrics["canaries_mined"] = int(canary.sum())
+        canary = np.isin(mined_rows, data.canaries)
+        metrics["canaries_mined"] = int(round(canary.sum() / n_splits))
         metrics["canary_precision"] = round(float(correct[canary].mean()), 4) if canary.any() else None
-    dev_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.dev], dev_scores)
-    metrics["dev_waf"] = round(waf(labels[data.dev], dev_pred), 4)
     metrics["test_waf"] = metrics["test_acc"] = metrics["test_uar"] = None
     if len(data.test):
-        test_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.test], dev_scores)
+        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], scores)
         metrics["test_waf"] = round(waf(data.test_labels, test_pred), 4)
         metrics["test_acc"] = round(accuracy(data.test_labels, test_pred), 4)
         metrics["test_uar"] = round(uar(data.test_labels, test_pred), 4)
     if len(data.noisy_test):
-        noisy_pred = ensemble(cfg.mining.ensemble, state.probs[:, data.noisy_test], dev_scores)
+        noisy_pred = ensemble(cfg.mining.ensemble, probs[:, data.noisy_test], scores)
         metrics["noisy_test_waf"] = round(waf(data.noisy_test_labels, noisy_pred), 4)
         metrics["noisy_test_acc"] = round(accuracy(data.noisy_test_labels, noisy_pred), 4)
         metrics["noisy_test_uar"] = round(uar(data.noisy_test_labels, noisy_pred), 4)
@@ -224,15 +328,17 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
 
 
 def format_round(m: dict, *, header: bool = False) -> str:
-    """The per-round summary line printed while the mining runs."""
+    """The per-round summary line printed while the mining runs. `held-out` is the learners'
+    (and the ensemble's) out-of-fold WAF (dev WAF with a dev split)."""
     def f(x):
         return "   -  " if x is None else f"{x:.4f}"
     names = list(m["learners"])
+    adopted = "yes" if m.get("adopted", True) else "no"
     line = (f"{m['round']:>5} {m['train_size']:>10} {m['mined']:>6} {f(m['pseudo_label_precision']):>9} "
             + " ".join(f"{f(m['learners'][n]['dev_waf']):>7}" for n in names)
-            + f" {f(m['dev_waf']):>8} {f(m['test_waf']):>8} {m.get('seconds', 0):>6.1f}s")
+            + f" {f(m['dev_waf']):>8} {adopted:>7} {f(m['test_waf']):>8} {m.get('seconds', 0):>6.1f}s")
     if not header:
         return line
     head = (f"{'round':>5} {'train_size':>10} {'mined':>6} {'precision':>9} "
-            + " ".join(f"{n + ' dev':>7}" for n in names) + f" {'dev_waf':>8} {'test_waf':>8} {'time':>7}")
+            + " ".join(f"{n:>7}" for n in names) + f" {'held-out':>8} {'adopted':>7} {'test_waf':>8} {'time':>7}")
     return head + "\n" + line

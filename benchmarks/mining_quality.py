@@ -1,0 +1,236 @@
+"""Does the mining beat labeled-only, on real data? Every method side by side, same splits.
+
+For each data set (real labeled sets shipped inside installed packages, cut into three views
+with MER's class imbalance and ~10 % labeled; see mer_ray/viewdata.py) and each split seed:
+
+  round 0        the default's learners before any pseudo-label (labeled only)
+  default        `python jobs/cyclic_mining.py`'s mining (MiningConfig defaults)
+  seed004        `mining.preset: seed004`: the paper as stated (>= 3 of 4, even split, 3 rounds)
+  LR             scikit-learn LogisticRegression on the standardised concatenated views, labeled clips
+  LR self-train  scikit-learn SelfTrainingClassifier(LogisticRegression, threshold 0.8)
+  LR cb-self-train  a class-balanced self-training loop around the same LR (per-class quotas
+                 from the labeled prior, 25 % of the pool more per round, 4 rounds, re-labelled)
+  oracle         the default's learners given every pool label (the ceiling)
+
+The mining runs the product's round loop (`mer_ray.mining.cycle.run_rounds`) in-process, two
+runs at a time on the two cores: Ray Train only decides where that loop runs, and 100+ runs
+would spend more time starting Ray Train workers than learning. Test clips take no part in
+training, pre-training, epoch choice, round choice or policy choice; they are scored once.
+
+    python benchmarks/mining_quality.py                       # 3 data sets x 5 split seeds
+    python benchmarks/mining_quality.py --datasets digits --seeds 3 --methods default seed004
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "oracle")
+
+
+def _concat(data, rows):
+    return np.concatenate([data.table.streams[v][rows] for v in sorted(data.table.streams)], axis=1)
+
+
+def _lr():
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(max_iter=2000)
+
+
+def run_sklearn(method: str, data, truth) -> dict:
+    from sklearn.semi_supervised import SelfTrainingClassifier
+    from mer_ray.metrics import waf
+
+    x_lab, y_lab = _concat(data, data.train), truth[data.train]
+    x_pool, x_test = _concat(data, data.pool), _concat(data, data.test)
+    if method == "lr":
+        model = _lr().fit(x_lab, y_lab)
+    elif method == "lr-self-train":
+        x = np.concatenate([x_lab, x_pool])
+        y = np.concatenate([y_lab, np.full(len(x_pool), -1)])
+        model = SelfTrainingClassifier(_lr(), threshold=0.8).fit(x, y)
+    elif method == "lr-cb-self-train":
+        prior = np.bincount(y_lab, minlength=6) / len(y_lab)
+        model = _lr().fit(x_lab, y_lab)
+        for r in range(1, 5):
+            probs = model.predict_proba(x_pool)
+            pred, conf = model.classes_[probs.argmax(1)], probs.max(1)
+            take = []
+            for c in range(6):
+                members = np.flatnonzero(pred == c)
+                quota = int(prior[c] * min(1.0, 0.25 * r) * len(x_pool))
+                take.extend(members[np.argsort(-conf[members], kind="stable")[:quota]])
+            take = np.array(sorted(take), np.int64)
+            model = _lr().fit(np.concatenate([x_lab, x_pool[take]]), np.concatenate([y_lab, pred[take]]))
+    else:
+        raise ValueError(method)
+    return dict(test_waf=round(waf(data.test_labels, model.predict(x_test)), 4))
+
+
+def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
+    import torch
+    from mer_ray.config import RunConfig, apply_preset
+    from mer_ray.mining.cycle import final_round, run_rounds, stratified_split
+
+    torch.set_num_threads(1)
+    cfg = RunConfig(seed=seed)
+    mining = cfg.mining
+    if method == "seed004":
+        mining = apply_preset(mining, "seed004")
+    if method == "oracle":   # every pool label known: the learners' ceiling
+        label = data.table.label.copy()
+        label[data.pool] = truth[data.pool]
+        table = dataclasses.replace(data.table, label=label)
+        data = dataclasses.replace(data, table=table, train=np.union1d(data.train, data.pool),
+                                   pool=np.zeros(0, np.int64))
+        mining = dataclasses.replace(mining, rounds=0)
+    if method != "oracle" and overrides:
+        mining = dataclasses.replace(mining, **overrides)
+    if mining.folds < 2:
+        train, dev = stratified_split(data.table.label, data.train, mining.dev_fraction, seed)
+        data = dataclasses.replace(data, train=train, dev=dev)
+    cfg = dataclasses.replace(cfg, mining=mining, train_workers=0)
+    with tempfile.TemporaryDirectory() as run_dir:
+        history = run_rounds(cfg, data, Path(run_dir), echo=False)
+    chosen, why = final_round(history, mining.adopt)
+    final = next(m for m in history if m["round"] == chosen)
+    return dict(test_waf=final["test_waf"], round0_waf=history[0]["test_waf"], final_round=chosen,
+                rounds=[dict(round=m["round"], test_waf=m["test_waf"], held_out_waf=m["dev_waf"],
+                             adopted=m.get("adopted", True), mined=m["mined"],
+                             precision=m["pseudo_label_precision"], mined_per_class=m["mined_per_class"])
+                        for m in history])
+
+
+def run_one(job: tuple) -> dict:
+    dataset, split_seed, method, overrides = job
+    from mer_ray.viewdata import load_viewset, mining_data
+
+    started = time.perf_counter()
+    data, truth = mining_data(load_viewset(dataset, seed=split_seed), split_seed)
+    if method in ("lr", "lr-self-train", "lr-cb-self-train"):
+        out = run_sklearn(method, data, truth)
+    else:
+        out = run_mining(method, data, truth, split_seed, overrides)
+    return dict(dataset=dataset, seed=split_seed, method=method, seconds=round(time.perf_counter() - started, 1),
+                labeled=int(len(data.train)), pool=int(len(data.pool)), test=int(len(data.test)), **out)
+
+
+def summarise(runs: list[dict]) -> dict:
+    table = {}
+    for r in runs:
+        table.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(r)
+    summary = {}
+    for dataset, methods in table.items():
+        summary[dataset] = {}
+        for method, rs in methods.items():
+            scores = np.array([r["test_waf"] for r in rs])
+            entry = dict(test_waf_mean=round(float(scores.mean()), 4), test_waf_sd=round(float(scores.std(ddof=1)) if len(rs) > 1 else 0.0, 4), n=len(rs))
+            if "round0_waf" in rs[0]:
+                r0 = np.array([r["round0_waf"] for r in rs])
+                entry.update(round0_mean=round(float(r0.mean()), 4),
+                             gain_mean=round(float((scores - r0).mean()), 4),
+                             worse_than_round0=int((scores < r0 - 1e-9).sum()))
+            summary[dataset][method] = entry
+        d = summary[dataset]
+        if "default" in d and "oracle" in d:
+            gap = d["oracle"]["test_waf_mean"] - d["default"]["round0_mean"]
+            d["default"]["gap_closed"] = round((d["default"]["test_waf_mean"] - d["default"]["round0_mean"]) / gap, 3) if gap > 0 else None
+    return summary
+
+
+def print_table(summary: dict) -> None:
+    methods = [m for m in ("round 0", *METHODS)]
+    print(f"{'data set':<10} " + " ".join(f"{m:>17}" for m in methods))
+    for dataset, d in summary.items():
+        cells = []
+        for m in methods:
+            if m == "round 0":
+                e = d.get("default")
+                cells.append(f"{e['round0_mean']:.3f}" + " " * 9 if e else "-")
+            elif m in d:
+                cells.append(f"{d[m]['test_waf_mean']:.3f} ± {d[m]['test_waf_sd']:.3f}")
+            else:
+                cells.append("-")
+        print(f"{dataset:<10} " + " ".join(f"{c:>17}" for c in cells))
+    for dataset, d in summary.items():
+        if "default" in d:
+            e = d["default"]
+            print(f"{dataset}: default gain over its round 0 {e['gain_mean']:+.4f}, below round 0 on "
+                  f"{e['worse_than_round0']}/{e['n']} seeds, gap to oracle closed {e.get('gap_closed')}")
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datasets = list(summary)
+    methods = ["round 0", *[m for m in METHODS if any(m in summary[d] for d in datasets)]]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(datasets) * len(methods) / 4, 3.6))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        means, sds = [], []
+        for d in datasets:
+            e = summary[d].get("default" if m == "round 0" else m)
+            means.append(np.nan if not e else (e["round0_mean"] if m == "round 0" else e["test_waf_mean"]))
+            sds.append(0 if not e or m == "round 0" else e["test_waf_sd"])
+        ax.bar(np.arange(len(datasets)) + j * width, means, width, yerr=sds, label=m, capsize=2)
+    ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
+    ax.set_ylabel("test WAF (mean ± sd over split seeds)")
+    ax.set_ylim(0.3, 1.0)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "segment", "mnist"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="MiningConfig overrides for default/seed004 (YAML values), to compare settings")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "mining_quality.json"))
+    args = parser.parse_args(argv)
+    import yaml
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    jobs = [(d, s, m, overrides) for d in args.datasets for s in range(args.seeds) for m in args.methods]
+    # slow jobs first so the two workers finish together
+    jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
+    started = time.perf_counter()
+    runs = []
+    with ProcessPoolExecutor(args.workers) as pool:
+        for result in pool.map(run_one, jobs):
+            runs.append(result)
+            print(f"  {result['dataset']:<8} seed {result['seed']} {result['method']:<17} test WAF "
+                  f"{result['test_waf']:.4f}" + (f" (round 0 {result['round0_waf']:.4f}, final round "
+                  f"{result['final_round']})" if "round0_waf" in result else "") + f"  {result['seconds']}s", flush=True)
+    summary = summarise(runs)
+    print_table(summary)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    record = dict(benchmark="mining_quality", command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                  commit=commit, machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
+                                               python=platform.python_version()),
+                  workers=args.workers, overrides=overrides, seconds=round(time.perf_counter() - started, 1),
+                  summary=summary, runs=runs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    plot(summary, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
