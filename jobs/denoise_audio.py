@@ -1,57 +1,15 @@
-"""Seed 004's audio denoise: separate each clip's speech, keep a separated track only where ASR says
-it clearly wins (mer_ray.denoise.rule), write a new manifest that points at the chosen tracks.
+"""Seed 004's audio denoise (separation + ASR rule): `mer-ray denoise`.
 
-    python jobs/denoise_audio.py --corpus MER2024/ --out MER2024-denoised/ \\
-        --separator convtasnet:/models/convtasnet-libri2mix.pt \\
-        --asr "whisper:/models/whisper-large-v3?language=zh"
-    mer-ray denoise ...                                        the same, as a console script
-    mer-ray extract --corpus MER2024-denoised/manifest.csv --store MER2024-denoised/features
+    python jobs/denoise_audio.py --help
+    ray job submit --working-dir . -- python jobs/denoise_audio.py ...
 
-Rerunning the same command resumes: decided clips are skipped, quarantined ones retried.
-`--plugin mymodule` imports a module that registers your own separator or recogniser
-(MossFormer2, Paraformer: see mer_ray/denoise/separators.py).
+A thin wrapper: the job's code is mer_ray/jobs/denoise.py, so an installed `mer-ray denoise` runs
+the same thing.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 
-import ray
-
-from mer_ray.corpus.manifest import read_corpus
-from mer_ray.denoise.pipeline import DenoiseConfig, config_text, denoise_corpus
-from mer_ray.denoise.rule import THRESHOLD
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, help="MER 2023 / 2024 / 2025 folder or a manifest CSV")
-    p.add_argument("--out", required=True, help="output folder: chosen wavs, decisions, manifest.csv")
-    p.add_argument("--separator", required=True, help="separator spec, e.g. convtasnet:/models/w.pt")
-    p.add_argument("--asr", required=True, help="ASR spec, e.g. whisper:/models/whisper-large-v3?language=zh")
-    p.add_argument("--threshold", type=float, default=THRESHOLD,
-                   help="a separated track wins when its similarity leads by more than this (seed 004: 0.1)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per actor call")
-    p.add_argument("--actors", type=int, default=1, help="separation + ASR actors (one GPU each on GPU nodes)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import this module first (repeat); it registers your models")
-    p.add_argument("--limit", type=int, help="only the first N clips of the manifest (a smoke test)")
-    args = p.parse_args(argv)
-
-    cfg = DenoiseConfig(separator=args.separator, asr=args.asr, threshold=args.threshold,
-                        batch_size=args.batch_size, actors=args.actors, plugins=tuple(args.plugin))
-    print("denoise config:\n" + config_text(cfg), flush=True)
-    manifest = read_corpus(args.corpus)
-    if args.limit:
-        manifest = manifest.head(args.limit)
-    if not ray.is_initialized():
-        ray.init(dashboard_host="127.0.0.1")   # joins RAY_ADDRESS when set (ray job submit)
-    summary = denoise_corpus(manifest, args.out, cfg)
-    print(summary.line(), flush=True)
-    print(f"manifest: {args.out.rstrip('/')}/manifest.csv; decisions: {args.out.rstrip('/')}/decisions.csv",
-          flush=True)
-    return 0
-
+from mer_ray.console import run_job
+from mer_ray.jobs.denoise import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

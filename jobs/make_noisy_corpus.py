@@ -1,36 +1,15 @@
-"""Write a MER-NOISE copy of a corpus (seed 003): speech noise at 5-10 dB SNR, blur r in {1, 2, 4}.
+"""Write a MER-NOISE copy of a corpus (seed 003): `mer-ray noisy-corpus`.
 
-    python jobs/make_noisy_corpus.py --corpus /data/MER2024 --out /data/MER2024-noisy \\
-        --noise-dir /data/musan/speech                      # seed 003's noise: MUSAN speech
-    python jobs/make_noisy_corpus.py --corpus data/demo --out data/demo-noisy   # babble of the corpus's clips
+    python jobs/make_noisy_corpus.py --help
+    ray job submit --working-dir . -- python jobs/make_noisy_corpus.py ...
 
-Same layout, file and clip names as the source, so labels, transcripts and truth carry over;
-every clip gets its own SNR, factor r and noise segment, fixed by --seed and its name.
+A thin wrapper: the job's code is mer_ray/jobs/noisy_corpus.py, so an installed `mer-ray noisy-corpus` runs
+the same thing.
 """
-from __future__ import annotations
+import sys
 
-import argparse
-from pathlib import Path
-
-from mer_ray.corpus.noise import make_noisy_corpus
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", type=Path, required=True, help="MER 2023 / 2024 / 2025 corpus folder")
-    p.add_argument("--out", type=Path, required=True, help="folder for the noisy copy")
-    p.add_argument("--noise-dir", type=Path, help="noise recordings (.wav, .flac, ...), e.g. MUSAN speech; "
-                                                  "default: babble made from the corpus's own clips")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--splits", nargs="+", choices=("train", "test", "unlabeled"),
-                   help="corrupt only these manifest splits (default: every clip); the rest are copied")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    args = p.parse_args(argv)
-    make_noisy_corpus(args.corpus, args.out, seed=args.seed, noise_dir=args.noise_dir,
-                      splits=tuple(args.splits) if args.splits else None, workers=args.workers,
-                      overwrite=args.overwrite)
-
+from mer_ray.console import run_job
+from mer_ray.jobs.noisy_corpus import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -1,23 +1,15 @@
-"""Apply a finished mining run to new clips.
+"""Apply a finished mining run (dev-split or k-fold) to clips: `mer-ray predict`.
 
-    python jobs/predict.py --run runs/demo --corpus /data/new-clips --out runs/demo/new
+    python jobs/predict.py --help
+    ray job submit --working-dir . -- python jobs/predict.py ...
+
+A thin wrapper: the job's code is mer_ray/jobs/predict.py, so an installed `mer-ray predict` runs
+the same thing.
 """
-from __future__ import annotations
+import sys
 
-import argparse
-
-from mer_ray.mining.predict import predict_with_run
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="a finished run folder (with config.yaml, state.json)")
-    p.add_argument("--corpus", required=True, help="clips to predict: a corpus folder or manifest CSV")
-    p.add_argument("--out", required=True, help="folder for predictions.csv / predictions-mer2023.csv")
-    p.add_argument("--store", help="feature store (default: the run's)")
-    args = p.parse_args(argv)
-    predict_with_run(args.run, args.corpus, args.out, store=args.store)
-
+from mer_ray.console import run_job
+from mer_ray.jobs.predict import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

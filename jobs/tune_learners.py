@@ -1,50 +1,15 @@
-"""Search each learner's hyper-parameters with Ray Tune (ASHA + Optuna, seed 003's space and
-5-fold CV) on the labeled clips; write the best configurations for the mining job.
+"""Search the learners' hyper-parameters with Ray Tune: `mer-ray tune`.
 
-    python jobs/tune_learners.py                                 # the demo corpus → runs/tune/
-    python jobs/tune_learners.py --corpus MER2024/ --out runs/tune-mer24 --samples 24
-    python jobs/cyclic_mining.py --learners runs/tune/learners.yaml
+    python jobs/tune_learners.py --help
+    ray job submit --working-dir . -- python jobs/tune_learners.py ...
 
-Rerunning with the same --out resumes the search (Tuner.restore).
+A thin wrapper: the job's code is mer_ray/jobs/tune.py, so an installed `mer-ray tune` runs
+the same thing.
 """
-from __future__ import annotations
+import sys
 
-import argparse
-import dataclasses
-
-import yaml
-
-from mer_ray.config import load_config, load_learners
-from mer_ray.mining.run import init_ray, resolve
-from mer_ray.tune import SearchConfig, tune_from_store
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML run config (corpus, store, extract, learners ...)")
-    p.add_argument("--corpus", help="MER 2024/2025 folder or manifest CSV (default: the demo corpus)")
-    p.add_argument("--store", help="feature store folder (default: <corpus>/features)")
-    p.add_argument("--learners", help="YAML with a `learners:` list to start from (default: M1..M4)")
-    p.add_argument("--out", default="runs/tune", help="output folder; reuse it to resume (default: runs/tune)")
-    p.add_argument("--search", help="YAML with SearchConfig fields (samples, max_epochs, folds, space ...)")
-    p.add_argument("--samples", type=int, help="trials per learner")
-    p.add_argument("--max-epochs", type=int, help="most epochs per trial (ASHA max_t)")
-    p.add_argument("--folds", type=int, help="CV folds (seed 003: 5)")
-    p.add_argument("--seed", type=int)
-    args = p.parse_args(argv)
-
-    cfg = resolve(load_config(args.config, {
-        "corpus": args.corpus, "store": args.store, "out": args.out, "seed": args.seed,
-        "learners": load_learners(args.learners) if args.learners else None,
-    }))
-    search = SearchConfig(**(yaml.safe_load(open(args.search)) or {})) if args.search else SearchConfig()
-    changes = {"samples": args.samples, "max_epochs": args.max_epochs, "folds": args.folds, "seed": args.seed}
-    search = dataclasses.replace(search, **{k: v for k, v in changes.items() if v is not None})
-    print("mer-ray tune, search:\n" + yaml.safe_dump(dataclasses.asdict(search), sort_keys=False), flush=True)
-    init_ray()
-    path = tune_from_store(cfg, cfg.out, search)
-    print(f"best configurations in {path}; use: python jobs/cyclic_mining.py --learners {path}")
-
+from mer_ray.console import run_job
+from mer_ray.jobs.tune import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -1,15 +1,21 @@
-"""`mer-ray` console script: the job entry points under one command.
+"""`mer-ray` console script: every job under one command, from any install (the job code is in
+`mer_ray.jobs`; `jobs/*.py` are thin wrappers for `python jobs/...` and `ray job submit`).
 
     mer-ray validate CORPUS                     counts per split and class, every problem
-    mer-ray extract --corpus CORPUS ...         jobs/extract_features.py
+    mer-ray extract --corpus CORPUS ...         feature extraction (--stream NAME=SPEC, --features DIR)
     mer-ray features import-npy FOLDER STORE --stream NAME
     mer-ray features export-npy STORE --stream NAME FOLDER
-    mer-ray mine ...                            jobs/cyclic_mining.py
-    mer-ray demo-corpus ...                     jobs/make_demo_corpus.py
-    mer-ray pretrain-mae ...                    jobs/pretrain_mae.py (MAE adaptation, seed 000)
-    mer-ray denoise --corpus C --out D ...      jobs/denoise_audio.py (seed 004's separation + ASR rule)
-    mer-ray noisy-corpus --corpus C --out D     jobs/make_noisy_corpus.py (MER-NOISE copy)
-    mer-ray faces --corpus C                    jobs/detect_faces.py (face_boxes.parquet, docs/faces.md)
+    mer-ray mine ...                            cyclic pseudo-label mining, end to end
+    mer-ray predict --run RUN --corpus C --out D  a finished run applied to clips
+    mer-ray tune ...                            Ray Tune search of the learners' hyper-parameters
+    mer-ray demo-corpus ...                     the synthetic demo corpus
+    mer-ray pretrain-mae ...                    MAE adaptation (seed 000)
+    mer-ray denoise --corpus C --out D ...      seed 004's separation + ASR rule
+    mer-ray noisy-corpus --corpus C --out D     MER-NOISE copy
+    mer-ray faces --corpus C                    face_boxes.parquet (docs/faces.md)
+
+Every job takes --verbose (Ray's own logs on the console, tracebacks); an error ends it with
+one message and exit status 1.
 """
 from __future__ import annotations
 
@@ -18,17 +24,9 @@ import runpy
 import sys
 from pathlib import Path
 
-JOBS = Path(__file__).resolve().parent.parent / "jobs"
-JOB_COMMANDS = {
-    "demo-corpus": "make_demo_corpus.py",
-    "denoise": "denoise_audio.py",
-    "extract": "extract_features.py",
-    "faces": "detect_faces.py",
-    "mine": "cyclic_mining.py",
-    "pretrain-mae": "pretrain_mae.py",
-    "noisy-corpus": "make_noisy_corpus.py",
-    "tune": "tune_learners.py",
-}
+# Jobs whose code is still only a script in the repository's jobs/ folder (editable installs)
+SCRIPT_JOBS = {"faces": "detect_faces.py"}
+JOBS_FOLDER = Path(__file__).resolve().parent.parent / "jobs"
 
 
 def validate(argv: list[str]) -> int:
@@ -80,15 +78,40 @@ def features(argv: list[str]) -> int:
 COMMANDS = {"validate": validate, "features": features}
 
 
+def _usage(jobs) -> str:
+    lines = ["usage: mer-ray COMMAND [options]   (mer-ray COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {'validate':<14} check a corpus: counts per split and class, every problem",
+              f"  {'features':<14} MERTools <model>-UTT folders in and out of a feature store"]
+    lines += [f"  {name:<14} {jobs.meta(name).get('summary', '')}" for name in jobs.names()]
+    lines += [f"  {name:<14} jobs/{script}" for name, script in SCRIPT_JOBS.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from mer_ray.console import run_job
+    from mer_ray.jobs import load_all
+
     argv = sys.argv[1:] if argv is None else argv
-    known = sorted([*COMMANDS, *JOB_COMMANDS])
+    jobs = load_all()
+    known = {*COMMANDS, *jobs.names(), *SCRIPT_JOBS}
     if not argv or argv[0] not in known:
-        parser = argparse.ArgumentParser(prog="mer-ray", description="mer-ray commands")
-        parser.add_argument("command", choices=known)
-        parser.parse_args(argv[:1])
+        print(_usage(jobs), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nmer-ray: unknown command {argv[0]!r}", file=sys.stderr)
+        sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
     command, rest = argv[0], argv[1:]
     if command in COMMANDS:
-        sys.exit(COMMANDS[command](rest))
+        sys.exit(run_job(COMMANDS[command], rest, console=False))
+    if command in jobs:
+        sys.exit(run_job(jobs.get(command), rest))
+    script = JOBS_FOLDER / SCRIPT_JOBS[command]
+    if not script.exists():
+        print(f"mer-ray {command}: its job script {script.name} ships with the repository only; run it "
+              f"from a clone (pip install -e .)", file=sys.stderr)
+        sys.exit(1)
     sys.argv = [f"mer-ray {command}", *rest]
-    runpy.run_path(str(JOBS / JOB_COMMANDS[command]), run_name="__main__")
+    runpy.run_path(str(script), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

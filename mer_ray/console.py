@@ -102,7 +102,7 @@ SESSION_LOG = _SessionLog()
 
 class _SessionLogHandler(logging.Handler):
     def __init__(self):
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)   # Ray Data's DEBUG records are in its own ray-data.log
         self.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -1,6 +1,10 @@
 """The whole run: corpus → manifest → features (Ray Data) → mining rounds (Ray Train) → outputs.
 
 `run_cyclic_mining(RunConfig())` is what `python jobs/cyclic_mining.py` does with no arguments.
+The console gets the short config (the full one is saved), one line per stage (extraction with a
+periodic progress line), the per-round table once, row by row as rounds finish
+(`mer_ray.mining.progress`), and the final summary; the corpus's bad rows are left out and
+listed in `<out>/problems.csv` (`strict=True` refuses them instead).
 """
 from __future__ import annotations
 
@@ -16,17 +20,22 @@ import ray
 from ray.train import FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from mer_ray.config import RunConfig
-from mer_ray.corpus.manifest import read_corpus, write_manifest
+from mer_ray import console
+from mer_ray.config import DEFAULT_LEARNERS, RunConfig
+from mer_ray.corpus.manifest import load_corpus, write_manifest
 from mer_ray.corpus.noise import Corruption, NoiseBank
 from mer_ray.corpus.truth import read_truth
-from mer_ray.features.extract import extract_features
+from mer_ray.features.extract import ExtractSummary, extract_features, plan
+from mer_ray.features.sources import canonical, import_npy_streams, stream_modality
 from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import NOISY_VIEW, load_feature_table, save_norm, with_noisy_view
 from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import confusion
-from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, format_round, mining_loop, stratified_split
+from mer_ray.mining.cycle import (NOISY_TEST_KEYS, MiningData, final_round, mining_loop,
+                                  stratified_split)
 from mer_ray.mining.ensemble import ensemble
+from mer_ray.mining.learner_streams import check_learner_streams, default_learners
+from mer_ray.mining.progress import RoundPrinter
 from mer_ray.mining.state import read_rounds, round_dir, write_json
 from mer_ray.report import write_report
 from mer_ray.storage import Mirror, is_remote, join
@@ -52,9 +61,9 @@ def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
 
 def init_ray() -> None:
     """Join the cluster when there is one (RAY_ADDRESS, `ray job submit`), else start a local
-    Ray with its dashboard on 127.0.0.1 only."""
-    if not ray.is_initialized():
-        ray.init(dashboard_host="127.0.0.1", log_to_driver=True)
+    Ray with its dashboard on 127.0.0.1 only; Ray's own logs stay in the session log unless the
+    job runs with --verbose (`mer_ray.console`)."""
+    console.init_ray()
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -73,7 +82,34 @@ def resolve(cfg: RunConfig) -> RunConfig:
     else:
         out = cfg.out or str(Path("runs") / name)
     store = cfg.store or (join(storage, "features") if storage else str(corpus / "features"))
-    return dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
+    cfg = dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
+    return resolve_learners(cfg)
+
+
+def resolve_learners(cfg: RunConfig) -> RunConfig:
+    """npy: folders made absolute; the default learners fitted to the run's streams (when its
+    streams are not audio / text / video); every learner's streams checked against the run's."""
+    streams = {name: canonical(spec) for name, spec in cfg.extract.streams.items()}
+    cfg = dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, streams=streams))
+    if cfg.learners == DEFAULT_LEARNERS:
+        store = FeatureStore(cfg.store) if cfg.store and not is_remote(cfg.store) else None
+        modalities = {name: stream_modality(name, spec, store) for name, spec in streams.items()}
+        cfg = dataclasses.replace(cfg, learners=default_learners(modalities))
+    check_learner_streams(cfg.learners, streams)
+    return cfg
+
+
+def config_summary(cfg: RunConfig) -> str:
+    """The resolved config in a few lines (the whole of it is in <out>/config.yaml)."""
+    m = cfg.mining
+    lines = [f"  corpus {cfg.corpus}  →  out {cfg.out}", f"  store {cfg.store}",
+             "  streams: " + ", ".join(f"{n}={s}" for n, s in cfg.extract.streams.items()),
+             "  learners: " + "; ".join(f"{s.name} {s.fusion}({'+'.join(s.streams)})" for s in cfg.learners),
+             f"  mining: {m.rounds} rounds, policy {'+'.join(m.policy)}, "
+             + (f"{m.folds}-fold CV" if m.folds >= 2 else f"dev split {m.dev_fraction:g}")
+             + f", ensemble {m.ensemble}; seed {cfg.seed}, {cfg.train_workers} Ray Train worker(s)"
+             + (", GPU" if cfg.use_gpu else "")]
+    return "\n".join(lines)
 
 
 def check_storage(storage: str | None) -> str | None:
@@ -87,15 +123,40 @@ def check_storage(storage: str | None) -> str | None:
     return str(Path(storage).resolve())
 
 
-def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
+def extract_with_progress(manifest: pd.DataFrame, store: FeatureStore, extract_cfg, **kwargs):
+    """`extract_features` with a progress line every 10 s (features written to the store so far),
+    after the first use of any `npy:` (MERTools) stream."""
+    imported = import_npy_streams(dict(extract_cfg.streams), store, manifest["name"])
+    for stream, count in imported.items():
+        if count:
+            print(f"imported {count} clips of stream {stream} from {extract_cfg.streams[stream]}", flush=True)
+    # the imported streams are complete now; the encoders run for the others only
+    encoded = {s: spec for s, spec in extract_cfg.streams.items() if s not in imported}
+    if not encoded:
+        return ExtractSummary()
+    extract_cfg = dataclasses.replace(extract_cfg, streams=encoded)
+    todo = plan(manifest, store, encoded)
+    total = sum(len(names) for names in todo.values())
+    before = {s: set(store.part_files(s)) for s in todo}
+
+    def written() -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(p).num_rows for s in todo for p in store.part_files(s) if p not in before[s])
+
+    with console.Ticker("extraction", total, written, unit="features"):
+        return extract_features(manifest, store, extract_cfg, **kwargs)
+
+
+def prepare_data(cfg: RunConfig, *, strict: bool = False) -> tuple[MiningData, pd.DataFrame]:
     """Manifest, feature extraction (only what is missing), the aligned table and the splits."""
-    manifest = read_corpus(cfg.corpus)
+    manifest, _ = load_corpus(cfg.corpus, strict=strict, report_dir=cfg.out)
     write_manifest(manifest, Path(cfg.out) / "manifest.parquet")
     counts = manifest["split"].value_counts().to_dict()
     print(f"corpus {cfg.corpus}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
 
     store = FeatureStore(cfg.store)
-    summary = extract_features(manifest, store, cfg.extract)
+    summary = extract_with_progress(manifest, store, cfg.extract)
     print(summary.line(), flush=True)
 
     table, dropped = load_feature_table(manifest, store, sorted(cfg.extract.streams))
@@ -107,7 +168,9 @@ def prepare_data(cfg: RunConfig) -> tuple[MiningData, pd.DataFrame]:
         table, noisy_rows, noisy_source = with_noisy_view(table, store, views, labeled_names)
     truth = read_truth(cfg.truth)
     labeled = np.setdiff1d(table.rows("train"), noisy_rows)
-    train, dev = stratified_split(table.label, labeled, cfg.mining.dev_fraction, cfg.seed)
+    # with folds every labeled clip is fitted and held out once (seed 003): no dev split
+    dev_fraction = 0.0 if cfg.mining.folds >= 2 else cfg.mining.dev_fraction
+    train, dev = stratified_split(table.label, labeled, dev_fraction, cfg.seed)
     # canaries: labeled clips hidden from training and put in the pool, so pseudo-label
     # precision is measured on real labels too, not only on the demo's truth
     train, canaries = stratified_split(table.label, train, cfg.mining.canary_fraction, cfg.seed + 1)
@@ -168,7 +231,9 @@ def extract_noisy_view(cfg: RunConfig, manifest: pd.DataFrame, store: FeatureSto
     return views
 
 
-def run_cyclic_mining(cfg: RunConfig) -> Path:
+def run_cyclic_mining(cfg: RunConfig, *, strict: bool = False, mlflow: str | None = None) -> Path:
+    """The run (see the module docstring). `strict`: refuse a corpus with bad rows instead of
+    leaving them out; `mlflow`: log it to MLflow ("" = ./mlruns, a folder or a tracking URI)."""
     cfg = resolve(cfg)
     # An object-store run works on a local mirror of its folder: pulled first (a rerun resumes
     # from the bucket's rounds), each round pushed by the workers as it completes, the rest at the end.
@@ -179,36 +244,59 @@ def run_cyclic_mining(cfg: RunConfig) -> Path:
     remote, cfg = cfg.out, (dataclasses.replace(cfg, out=str(mirror.local)) if mirror else cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("mer-ray cyclic mining, config:\n" + cfg.dumps(), flush=True)
+    print("mer-ray cyclic mining\n" + config_summary(cfg) + f"\n  (full config: {out / 'config.yaml'})", flush=True)
     (out / "config.yaml").write_text(cfg.dumps())
-    init_ray()
-    if not cfg.storage and len([n for n in ray.nodes() if n["Alive"]]) > 1:
-        print("warning: a multi-node cluster without --storage: workers on other nodes write the "
-              "feature store and round state to their own disks; pass --storage <shared folder>", flush=True)
+    tracker = None
+    if mlflow is not None:
+        from mer_ray.tracking import MlflowTracker
 
-    data, _ = prepare_data(cfg)
-    data_ref = ray.put(data)   # once: every worker, round and baseline reads the same arrays
-    # The driver keeps names, splits and labels only: the feature matrices now live in the
-    # object store, and a second copy here would double the run's peak memory at MER scale.
-    data = dataclasses.replace(data, table=dataclasses.replace(data.table, streams={}))
-    train(cfg, data_ref, remote=remote if mirror else None)
-    if mirror:
-        mirror.pull(skip=(RAY_DIR + "/",))   # the checkpoints of learners trained on other nodes
-    final = finalize(cfg, data)
-    if cfg.baselines:
-        run_baselines(cfg, data, data_ref)
-    report = write_report(out)
-    print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  UAR {final['test_uar']}; "
-          f"mined {final['mined_total']} clips")
+        tracker = MlflowTracker(mlflow, out)
+        tracker.start(cfg.to_dict(), cfg.dumps())
+        print(f"MLflow: run {tracker.run_id} in {tracker.uri}", flush=True)
+    try:
+        final, report = _run(cfg, out, remote=remote if mirror else None, strict=strict,
+                             on_round=[tracker.log_round] if tracker else [])
+    except BaseException:
+        if tracker:
+            tracker.finish(None, status="FAILED")
+        raise
+    if tracker:
+        tracker.finish(final)
+    print(f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  "
+          f"UAR {final['test_uar']}; mined {final['mined_total']} clips")
     if final.get("noisy_test_waf") is not None:
         print(f"noisy test (MER-NOISE): WAF {final['noisy_test_waf']}  ACC {final['noisy_test_acc']}  "
               f"UAR {final['noisy_test_uar']}")
     if mirror:
         mirror.push_tree(last=("state.json",))
         print(f"uploaded to {remote}", flush=True)
-    print(f"outputs in {out}: predictions.csv, metrics.json, {report.name}, round-*/ "
-          f"(vote tables, checkpoints)")
+    problems = " problems.csv," if (out / "problems.csv").exists() else ""
+    print(f"outputs in {out}: predictions.csv, predictions-mer2023.csv, metrics.json, {report.name},{problems} "
+          f"round-*/ (vote tables, checkpoints); Ray's logs: {console.log_location()}", flush=True)
     return out
+
+
+def _run(cfg: RunConfig, out: Path, *, remote: str | None, strict: bool, on_round) -> tuple[dict, Path]:
+    init_ray()
+    if not cfg.storage and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+        print("warning: a multi-node cluster without --storage: workers on other nodes write the "
+              "feature store and round state to their own disks; pass --storage <shared folder>", flush=True)
+
+    data, _ = prepare_data(cfg, strict=strict)
+    data_ref = ray.put(data)   # once: every worker, round and baseline reads the same arrays
+    # The driver keeps names, splits and labels only: the feature matrices now live in the
+    # object store, and a second copy here would double the run's peak memory at MER scale.
+    data = dataclasses.replace(data, table=dataclasses.replace(data.table, streams={}))
+    where = f"{cfg.train_workers} Ray Train workers" if cfg.train_workers else "the driver process"
+    print(f"mining: round 0 + {cfg.mining.rounds} rounds, {len(cfg.learners)} learners in {where}; "
+          f"a row per round as it finishes:", flush=True)
+    train(cfg, data_ref, remote=remote, on_round=on_round)
+    if remote:
+        Mirror(remote, out).pull(skip=(RAY_DIR + "/",))   # the checkpoints of learners trained on other nodes
+    final = finalize(cfg, data)
+    if cfg.baselines:
+        run_baselines(cfg, data, data_ref)
+    return final, write_report(out)
 
 
 def learner_scaling(cfg: RunConfig) -> ScalingConfig:
@@ -216,8 +304,9 @@ def learner_scaling(cfg: RunConfig) -> ScalingConfig:
     return ScalingConfig(num_workers=cfg.train_workers, use_gpu=cfg.use_gpu)
 
 
-def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
-    """All mining rounds in one Ray Train run (resumes after the last complete round).
+def train(cfg: RunConfig, data_ref, *, remote: str | None = None, on_round=()) -> None:
+    """All mining rounds in one Ray Train run (resumes after the last complete round); the driver
+    prints each round's row as it is committed and hands it to the `on_round` callbacks.
     `remote`: the object-store folder the run's local copy mirrors (the workers upload each round)."""
     out = Path(cfg.out)
     trainer = TorchTrainer(
@@ -232,7 +321,8 @@ def train(cfg: RunConfig, data_ref, *, remote: str | None = None) -> None:
             failure_config=FailureConfig(max_failures=2),
         ),
     )
-    trainer.fit()
+    with RoundPrinter(out, remote=remote, on_round=list(on_round)):
+        trainer.fit()
 
 
 def run_baselines(cfg: RunConfig, data: MiningData, data_ref) -> None:
@@ -269,24 +359,27 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the last round's learners → predictions.csv, final metrics, summary table."""
     out = Path(cfg.out)
     rounds = read_rounds(out)
-    saved = np.load(round_dir(out, rounds[-1]["round"]) / "probs.npz", allow_pickle=False)
+    chosen, why = final_round(rounds, cfg.mining.adopt)   # the best adopted round, not blindly the last
+    used = next(m for m in rounds if m["round"] == chosen)
+    saved = np.load(round_dir(out, chosen) / "probs.npz", allow_pickle=False)
     probs = saved["probs"]
-    dev_scores = [rounds[-1]["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
+    dev_scores = [used["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
 
     targets = np.flatnonzero(data.table.split != "train")   # pool + test: what MER asks for
     predicted = ensemble(cfg.mining.ensemble, probs[:, targets], dev_scores)
     write_predictions(out, data.table.names[targets], predicted, np.nanmean(saved["valence"][:, targets], 0))
 
-    # the final ensemble is the last round's: its test scores are already in that round's metrics
-    final = {k: rounds[-1][k] for k in ("test_waf", "test_acc", "test_uar")}
-    final.update({k: rounds[-1][k] for k in NOISY_TEST_KEYS if k in rounds[-1]})
+    # that round's test scores are already in its metrics
+    final = {"round": chosen, "why": why, **{k: used[k] for k in ("test_waf", "test_acc", "test_uar")}}
+    final.update({k: used[k] for k in NOISY_TEST_KEYS if k in used})
     if len(data.test):
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores)
         final["confusion"] = confusion(data.test_labels, test_pred).tolist()
-    final["mined_total"] = int(sum(r["mined"] for r in rounds))
+    # the mined clips the final learners trained on (per split, averaged over the splits)
+    final["mined_total"] = int(used["mined"] if cfg.mining.revisit
+                               else sum(r["mined"] for r in rounds if r["round"] <= chosen))
     write_json(out / "metrics.json", {"rounds": rounds, "final": final})
 
-    print(f"\nper-round summary ({out})")
-    for i, r in enumerate(rounds):
-        print(format_round(r, header=(i == 0)))
+    # the per-round table was printed row by row as the rounds finished (RoundPrinter)
+    print(f"final ensemble: round {chosen}, {why}", flush=True)
     return final
