@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 import platform
 import shlex
 import subprocess
@@ -33,6 +34,9 @@ def commit() -> tuple[str, bool]:
     return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
 
 
+START_COMMIT = commit()   # taken when a benchmark script imports this module, i.e. as it starts
+
+
 def load_average() -> float:
     """The 1-minute load average: other jobs on a shared machine slow every timing."""
     return round(os.getloadavg()[0], 2)
@@ -47,11 +51,15 @@ def gpu_name() -> str | None:
         return None
 
 
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine(load_start: float) -> dict:
-    versions = {}
-    for name in ("torch", "ray"):
-        module = sys.modules.get(name)
-        versions[name] = getattr(module, "__version__", None) if module else None
+    versions = {name: _version(name) for name in ("torch", "ray")}
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "gpu": gpu_name(), "load_average_1min_start": load_start,
             "load_average_1min_end": load_average(), "python": platform.python_version(), **versions}
@@ -70,7 +78,7 @@ def write_record(path: Path | str, result: dict, *, script: str, fields: Iterabl
     if missing or extra:
         raise ValueError(f"{Path(script).name}: result fields differ from its FIELDS "
                          f"(missing {missing}, not declared {extra}); update FIELDS with the result")
-    head, dirty = commit()
+    head, dirty = START_COMMIT   # the code that ran, not what HEAD became during a long run
     record = {"benchmark": Path(script).stem, "command": command(script, argv), "commit": head,
               "commit_dirty": dirty, "machine": machine(load_start), **result}
     path = Path(path)
