@@ -147,6 +147,24 @@ def test_detector_registry_and_the_missing_weights_message(tmp_path):
         FaceSettings(margin=-1)
 
 
+def test_face_boxes_file_round_trip_nearest_frame_and_the_csv(tmp_path):
+    from mer_ray.faces.boxes import records_json, records_table, track_records, write_box_table
+    from mer_ray.faces.track import FaceTrack
+
+    track = FaceTrack(np.array([0, 10, 20]), np.array([[0, 0, 10, 10], [5, 5, 10, 10], [9, 9, 12, 12]], float),
+                      np.array([2, np.nan, 3], np.float32), ["none", "median", "none"], 48, 64)
+    # a numeric-looking clip name survives the trip from a Ray stage and the Parquet file
+    table = records_table([records_json(track_records("00012", track)), ""])
+    path = write_box_table(tmp_path / "face_boxes.parquet", table)
+    write_box_table(path, records_table([records_json(track_records("other", track))]))   # adds a clip
+    boxes = read_face_boxes(path)
+    assert set(boxes) == {"00012", "other"}
+    assert boxes["00012"].box_at(4) == (0, 0, 10, 10) and boxes["00012"].box_at(14) == (5, 5, 10, 10)
+    assert np.isnan(read_box_table(path)["score"].iloc[1])
+    (tmp_path / "boxes.csv").write_text("name,left,top,width,height\na,1,2,30,40\n")
+    assert read_face_boxes(tmp_path / "boxes.csv")["a"].box_at(99) == (1, 2, 30, 40)
+
+
 def _manifest(clips, *names, extra=()):
     rows = [dict(name=n, video=str(clips[n])) for n in names] + list(extra)
     return pd.DataFrame(rows).assign(audio=None, transcript=None, split="unlabeled", label=None, valence=np.nan)

@@ -58,7 +58,7 @@ class FaceSettings:
     pick: str = "largest"          # PICKS
     smooth: int = 5                # median window over sampled frames (1: no smoothing)
     min_face_share: float = 0.25   # of the sampled frames; fewer with a face → centre crop
-    detect_side: int = 640         # frames are shrunk to this longer side for detection only
+    detect_side: int = 480         # frames are shrunk to this longer side for detection only
     size: int = 224                # crop side when the extraction gives no frame_size
 
     def __post_init__(self) -> None:
