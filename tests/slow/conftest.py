@@ -1,5 +1,5 @@
 """tests/slow/ holds runs too slow for `make test` (minutes on 2 cores). They are collected only
-when asked for: `.venv/bin/python -m pytest tests/slow -m slow`."""
+when asked for: `make test-slow` (`.venv/bin/python -m pytest tests/slow -m slow`)."""
 import sys
 from pathlib import Path
 
