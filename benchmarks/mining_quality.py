@@ -25,9 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from record import RESULTS, load_average, write_record  # noqa: E402
+
+FIELDS = ("datasets", "seeds", "methods", "workers", "overrides", "seconds", "summary", "runs")
 METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "oracle")
 
 
@@ -209,7 +209,7 @@ def main(argv=None) -> None:
     jobs = [(d, s, m, overrides) for d in args.datasets for s in range(args.seeds) for m in args.methods]
     # slow jobs first so the two workers finish together
     jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), load_average()
     runs = []
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run_one, jobs):
@@ -219,17 +219,13 @@ def main(argv=None) -> None:
                   f"{result['final_round']})" if "round0_waf" in result else "") + f"  {result['seconds']}s", flush=True)
     summary = summarise(runs)
     print_table(summary)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    record = dict(benchmark="mining_quality", command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                  commit=commit, machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
-                                               python=platform.python_version()),
-                  workers=args.workers, overrides=overrides, seconds=round(time.perf_counter() - started, 1),
-                  summary=summary, runs=runs)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+    write_record(out, dict(datasets=args.datasets, seeds=args.seeds, methods=args.methods, workers=args.workers,
+                           overrides=overrides, seconds=round(time.perf_counter() - started, 1),
+                           summary=summary, runs=runs),
+                 script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
     plot(summary, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -246,6 +246,32 @@ class ConcatMLP(FusionLearner):
         return self.heads(self.mlp(torch.cat(self.ordered_inputs(streams), dim=1)))
 
 
+class LinearFusion(FusionLearner):
+    """A (multinomial) logistic regression over the concatenated streams, with input dropout:
+    on a few dozen labeled clips per class the strongest plain learner there is, and the
+    yardstick the other fusions must beat (a standardised logistic regression on the
+    concatenated streams is what a competent user tries first)."""
+
+    def __init__(self, stream_dims: dict[str, int], *, hidden: int, dropout: float,
+                 num_classes: int, valence_head: bool):
+        super().__init__(stream_dims, hidden=hidden, dropout=dropout,
+                         num_classes=num_classes, valence_head=valence_head)
+        total = sum(self.stream_dims.values())
+        self.dropout = nn.Dropout(dropout)
+        # the heads read the concatenated input itself: no hidden layer (`hidden` is unused)
+        self.emotion_head = nn.Linear(total, num_classes)
+        self.valence_head = nn.Linear(total, 1) if valence_head else None
+
+    def forward(self, streams: dict[str, Tensor]) -> LearnerOutput:
+        return self.heads(self.dropout(torch.cat(self.ordered_inputs(streams), dim=1)))
+
+
+@FUSIONS.register("linear")
+def linear(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
+    """Logistic regression over the concatenated streams (multitask: + a linear valence head)."""
+    return LinearFusion(stream_dims, **kwargs)
+
+
 @FUSIONS.register("attention")
 def attention(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Seed 003 attention fusion."""
@@ -304,6 +330,7 @@ def multitask_loss(
     valence_mask: Tensor | None = None,
     *,
     class_weights: Tensor | None = None,
+    sample_weight: Tensor | None = None,
     branch_weight: float = 0.5,
 ) -> Tensor:
     """L = L_e + L_v (seed 003, eq. 6-8), plus branch_weight * mean branch CE (seed 004).
@@ -313,12 +340,19 @@ def multitask_loss(
     L_v is MSE over the rows whose valence is known: finite in `valence` and, when given,
     True in `valence_mask` (bool [B]). Rows without valence (pseudo-labelled clips, MER 2024)
     contribute nothing; a batch with none gives L_v = 0.
+    `sample_weight` [B] weighs each row's classification terms (pseudo-labeled clips may count
+    less than labeled ones); `class_weights` [C] weighs each class (a class-weighted loss).
     """
-    loss = F.cross_entropy(out.logits, labels, weight=class_weights)
+    def ce(logits: Tensor) -> Tensor:
+        if sample_weight is None:
+            return F.cross_entropy(logits, labels, weight=class_weights)
+        per_row = F.cross_entropy(logits, labels, weight=class_weights, reduction="none")
+        norm = sample_weight if class_weights is None else sample_weight * class_weights[labels]
+        return (per_row * sample_weight).sum() / norm.sum().clamp_min(1e-12)
+
+    loss = ce(out.logits)
     if out.branch_logits and branch_weight:
-        branch = torch.stack(
-            [F.cross_entropy(b, labels, weight=class_weights) for b in out.branch_logits]
-        )
+        branch = torch.stack([ce(b) for b in out.branch_logits])
         loss = loss + branch_weight * branch.mean()
     if valence is None:
         return loss

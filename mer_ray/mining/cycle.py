@@ -165,6 +165,7 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
             local[i] = dict(split_probs=np.stack([p for p, _ in outputs]).astype(np.float32),
                             valence=np.mean([v for _, v in outputs], axis=0).astype(np.float32),
                             held_out_waf=fit.oof_waf, best_epoch=fit.best_epoch,
+                            held_out_acc=accuracy(oof_labels, np.concatenate(fit.held_out_probs).argmax(1)),
                             train_size=float(np.mean([len(s.fit_rows) + len(e.rows) for s, e in zip(splits, extras)])))
 
         # 3. exchange predictions; every worker now holds all learners' outputs
@@ -290,6 +291,7 @@ def final_round(history: list[dict], how: str) -> tuple[int, str]:
 def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores) -> dict:
     probs = state.probs
     learner_metrics = {spec.name: dict(dev_waf=round(results[i]["held_out_waf"], 4),
+                                       dev_acc=round(results[i]["held_out_acc"], 4),
                                        train_size=round(results[i]["train_size"], 1),
                                        best_epoch=results[i]["best_epoch"])
                        for i, spec in enumerate(learners)}
