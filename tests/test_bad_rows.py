@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import messy_copy
+from corpus_helpers import messy_copy
 from mer_ray.corpus.manifest import load_corpus, validate_corpus
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import mertools_features, messy_copy
+from corpus_helpers import mertools_features, messy_copy
 
 REPO = Path(__file__).resolve().parents[1]
 

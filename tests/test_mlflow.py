@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import mertools_features
+from corpus_helpers import mertools_features
 from mer_ray.config import ExtractConfig, MiningConfig, RunConfig
 from mer_ray.features.sources import mertools_streams
 from mer_ray.mining.run import run_cyclic_mining

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import mertools_features
+from corpus_helpers import mertools_features
 from mer_ray.config import DEFAULT_LEARNERS, ExtractConfig, LearnerSpec, MiningConfig, RunConfig
 from mer_ray.features.sources import mertools_streams
 from mer_ray.mining.learner_streams import default_learners
