@@ -103,7 +103,7 @@ def test_one_command_from_a_corpus_and_mertools_features_to_predictions(mertools
     # the default learners, fitted to these streams by modality (hubert: audio, clip-vit: video,
     # Baichuan and text-bow: text); M2 is the audio + video learner
     learners = {spec["name"]: set(spec["streams"]) for spec in cfg["learners"]}
-    assert learners["M2"] == {"chinese-hubert-large", "clip-vit-large-patch14"}
+    assert learners["M2"] == {"chinese-hubert-large", "clip-vit-large-patch14", "Baichuan-13B-Base", "text"}
     assert learners["M1"] == set(streams)
     # the bad rows: left out, listed, the run went on
     problems = pd.read_csv(out / "problems.csv")

@@ -44,8 +44,13 @@ def extract_on_a_gpu_cluster(corpus: str, store: str) -> dict:
     from ray.cluster_utils import Cluster
     from ray.util.state import list_actors, list_tasks
 
+    import socket
+    with socket.socket() as probe:   # a free port: the test session's own Ray holds 8265
+        probe.bind(("127.0.0.1", 0))
+        dashboard_port = probe.getsockname()[1]
     cluster = Cluster(initialize_head=True, head_node_args=dict(
-        num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1"))   # state API
+        num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",   # state API
+        dashboard_port=dashboard_port))
     gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.connect()
     try:

@@ -6,7 +6,7 @@ import torch
 
 from mer_ray.learners import FUSIONS, LearnerOutput, create_learner, multitask_loss
 
-FUSION_NAMES = ["attention", "cross-attention", "fbp", "concat-mlp"]
+FUSION_NAMES = ["attention", "cross-attention", "fbp", "concat-mlp", "linear"]
 STREAM_DIMS = {"audio": 8, "text": 12, "visual": 16}
 
 
@@ -30,7 +30,7 @@ def _separable_problem(rows: int = 60, classes: int = 6):
     return streams, labels, valence
 
 
-def test_registry_lists_the_four_fusions():
+def test_registry_lists_the_five_fusions():
     assert sorted(FUSION_NAMES) == FUSIONS.names()
 
 

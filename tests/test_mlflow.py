@@ -26,7 +26,7 @@ def test_mlflow_has_the_config_every_round_and_the_report(ray_session, tiny_corp
     runs = mlflow.search_runs(experiment_names=["mer-ray"])
     assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
     assert runs.loc[0, "params.mining.rounds"] == "2" and runs.loc[0, "tags.mlflow.runName"] == "run"
-    assert runs.loc[0, "params.learners.M2.fusion"] == "concat-mlp"
+    assert runs.loc[0, "params.learners.M2.fusion"] == "linear"
     run_id = runs.loc[0, "run_id"]
     client = mlflow.tracking.MlflowClient()
     history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "test_waf"))

@@ -57,7 +57,7 @@ def test_default_learners_follow_the_streams_modalities():
     learners = {s.name: s for s in default_learners({"hubert": "audio", "clip": "video", "baichuan": "text",
                                                      "wavlm": "audio"})}
     assert [s.fusion for s in learners.values()] == [s.fusion for s in DEFAULT_LEARNERS]
-    assert learners["M2"].streams == ("clip", "hubert", "wavlm")         # audio + video
+    assert learners["M2"].streams == ("baichuan", "clip", "hubert", "wavlm")   # audio + text + video
     assert learners["M3"].streams == ("baichuan", "clip")                # text + video
     only_audio = default_learners({"hubert": "audio"})
     assert all(s.streams == ("hubert",) for s in only_audio)             # still four voters

@@ -296,23 +296,26 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
                                        best_epoch=results[i]["best_epoch"])
                        for i, spec in enumerate(learners)}
     n_splits = len(state.mined)
-    mined_rows = np.concatenate([m.rows for m in state.mined])
-    mined_labels = np.concatenate([m.labels for m in state.mined])
+    in_training = sum(len(m) for m in state.mined) / n_splits
     metrics = dict(round=r, train_size=int(round(len(data.train) + len(data.dev) * (cfg.mining.folds >= 2)
-                                                 + len(mined_rows) / n_splits)),
-                   dev_size=len(data.dev), mined=int(round(len(mined_rows) / n_splits)),
-                   pseudo_label_precision=None, mined_per_class={}, learners=learner_metrics)
+                                                 + in_training)),
+                   dev_size=len(data.dev), mined=0, pseudo_label_precision=None, mined_per_class={},
+                   learners=learner_metrics)
     if votes is not None:
-        # the mined set (per split, averaged over the splits) that trained this round
-        metrics["mined_per_class"] = {EMOTIONS[c]: int(round((mined_labels == c).sum() / n_splits))
+        # this round's selection (per split, averaged over the splits): with `revisit` the whole
+        # mined set that trained this round, otherwise the clips added to it
+        picked = votes[votes["selected"]]
+        rows = data.table.index_of(picked["name"])
+        labels = picked["agreed"].to_numpy()
+        metrics["mined"] = int(round(len(picked) / n_splits))
+        metrics["mined_per_class"] = {EMOTIONS[c]: int(round((labels == c).sum() / n_splits))
                                       for c in range(NUM_CLASSES)}
-        metrics["new_per_round"] = int(round(votes["selected"].sum() / n_splits))
-        truth = data.pool_truth[mined_rows]
+        truth = data.pool_truth[rows]
         known = truth >= 0
-        correct = mined_labels == truth
+        correct = labels == truth
         if known.any():
             metrics["pseudo_label_precision"] = round(float(correct[known].mean()), 4)
-        canary = np.isin(mined_rows, data.canaries)
+        canary = np.isin(rows, data.canaries)
         metrics["canaries_mined"] = int(round(canary.sum() / n_splits))
         metrics["canary_precision"] = round(float(correct[canary].mean()), 4) if canary.any() else None
     metrics["test_waf"] = metrics["test_acc"] = metrics["test_uar"] = None
