@@ -25,6 +25,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest tests/slow -m slow
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

