@@ -145,7 +145,7 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         if r > 0:
             parts = []
             for k, split in enumerate(splits):
-                mined, part = vote(state, k, split, data, policy, cfg, r)
+                mined, part = vote(state, k, splits, data, policy, cfg, r)
                 state.set_mined(k, mined, replace=mining.revisit)
                 parts.append(part)
             votes = pd.concat(parts, ignore_index=True)
@@ -208,18 +208,18 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
     return history
 
 
-def vote(state: MiningState, k: int, split: Split, data: MiningData, policy, cfg: RunConfig, r: int):
+def vote(state: MiningState, k: int, splits: list[Split], data: MiningData, policy, cfg: RunConfig, r: int):
     """Split k's vote of round r: its learners of round r-1 label the candidate clips (the whole
     pool when revisiting, else the clips not mined yet) and the policy chain keeps some; the kept
     clips are dealt across the learners. Returns (the split's mined clips, its vote table)."""
-    mining, table = cfg.mining, data.table
+    mining, table, split = cfg.mining, data.table, splits[k]
     probs = state.split_probs[:, k]                                    # [L, N, C]
     candidates = data.pool if mining.revisit else np.setdiff1d(data.pool, state.mined[k].rows)
     fit_labels = table.label[split.fit_rows]
     context = PolicyContext(
         # labeled clips split k fits on, each as predicted by the split that held it out
-        dev_probs=_held_out_probs(state.split_probs, split.fit_rows, data, cfg),
-        dev_labels=fit_labels, pool_size=len(data.pool), round=r,
+        dev_probs=_held_out_probs(state.split_probs, split.fit_rows, splits, len(table)),
+        dev_labels=table.label[splits[0].held_out] if len(splits) == 1 else fit_labels, pool_size=len(data.pool), round=r,
         labeled_prior=np.bincount(fit_labels, minlength=NUM_CLASSES) / max(len(fit_labels), 1),
         cumulative=mining.revisit)
     selection = policy(probs[:, candidates], context)
@@ -237,13 +237,12 @@ def vote(state: MiningState, k: int, split: Split, data: MiningData, policy, cfg
     return mined, pd.DataFrame(columns)
 
 
-def _held_out_probs(split_probs: np.ndarray, rows: np.ndarray, data: MiningData, cfg: RunConfig) -> np.ndarray:
+def _held_out_probs(split_probs: np.ndarray, rows: np.ndarray, splits: list[Split], n_rows: int) -> np.ndarray:
     """[L, len(rows), C]: each labeled row as predicted by a model that did not fit on it (with
     folds: the fold that held it out; with a dev split there is one model, so the dev rows)."""
-    splits = labeled_splits(cfg, data)
     if len(splits) == 1:   # dev split: thresholds from the dev clips (seed 003, Algorithm 1)
         return split_probs[:, 0, splits[0].held_out]
-    owner = np.zeros(len(data.table), np.int64)
+    owner = np.zeros(n_rows, np.int64)
     for k, s in enumerate(splits):
         owner[s.held_out] = k
     return split_probs[:, owner[rows], rows]
