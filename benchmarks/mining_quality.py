@@ -1,7 +1,8 @@
 """Does the mining beat labeled-only, on real data? Every method side by side, same splits.
 
 For each data set (real labeled sets shipped inside installed packages, cut into three views
-with MER's class imbalance and ~10 % labeled; see mer_ray/viewdata.py) and each split seed:
+with MER's class imbalance and ~10 % labeled, see mer_ray/viewdata.py; and the demo corpus at
+three generator seeds, extracted by the product's own path, with its own split) and each seed:
 
   round 0        the default's learners before any pseudo-label (labeled only)
   default        `python jobs/cyclic_mining.py`'s mining (MiningConfig defaults)
@@ -10,6 +11,8 @@ with MER's class imbalance and ~10 % labeled; see mer_ray/viewdata.py) and each 
   LR self-train  scikit-learn SelfTrainingClassifier(LogisticRegression, threshold 0.8)
   LR cb-self-train  a class-balanced self-training loop around the same LR (per-class quotas
                  from the labeled prior, 25 % of the pool more per round, 4 rounds, re-labelled)
+  LR confident-truth  a diagnostic: the LR plus its 75 % most confident pool clips with their
+                 TRUE labels: the most that confident selection can add, however clean
   oracle         the default's learners given every pool label (the ceiling)
 
 The mining runs the product's round loop (`mer_ray.mining.cycle.run_rounds`) in-process, two
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
@@ -36,8 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from record import RESULTS, load_average, write_record  # noqa: E402
 
-FIELDS = ("datasets", "seeds", "methods", "workers", "overrides", "seconds", "summary", "runs")
-METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "oracle")
+FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "seconds", "summary", "runs")
+METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth", "oracle")
+SKLEARN = ("lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth")
 
 
 def _concat(data, rows):
@@ -74,6 +80,13 @@ def run_sklearn(method: str, data, truth) -> dict:
                 take.extend(members[np.argsort(-conf[members], kind="stable")[:quota]])
             take = np.array(sorted(take), np.int64)
             model = _lr().fit(np.concatenate([x_lab, x_pool[take]]), np.concatenate([y_lab, pred[take]]))
+    elif method == "lr-confident-truth":
+        # a diagnostic, not a method: the LR's 75 % most confident pool clips with their TRUE
+        # labels. What confident selection can add at best, however clean its pseudo-labels.
+        probs = _lr().fit(x_lab, y_lab).predict_proba(x_pool)
+        take = np.argsort(-probs.max(1), kind="stable")[:int(0.75 * len(x_pool))]
+        y_pool = truth[data.pool]
+        model = _lr().fit(np.concatenate([x_lab, x_pool[take]]), np.concatenate([y_lab, y_pool[take]]))
     else:
         raise ValueError(method)
     return dict(test_waf=round(waf(data.test_labels, model.predict(x_test)), 4))
@@ -113,13 +126,43 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
                         for m in history])
 
 
-def run_one(job: tuple) -> dict:
-    dataset, split_seed, method, overrides = job
+def prepare_demo(seeds: int, folder: Path) -> None:
+    """The demo corpus (`python jobs/cyclic_mining.py` with no --corpus) at generator seeds
+    0..seeds-1: rendered and extracted once by the product's own path (cached under .cache/),
+    its own labeled / unlabeled / test split; the MiningData saved for the pool's processes."""
+    import pickle
+    import ray
+    from mer_ray.config import RunConfig
+    from mer_ray.mining.run import init_ray, prepare_data, resolve
+
+    init_ray()
+    try:
+        for g in range(seeds):
+            cfg = resolve(RunConfig(seed=g, out=str(folder / f"demo-run-{g}")))
+            data, _ = prepare_data(cfg)
+            truth = np.where(data.table.label >= 0, data.table.label, data.pool_truth)
+            truth[data.test] = data.test_labels
+            (folder / f"demo-{g}.pkl").write_bytes(pickle.dumps((data, truth)))
+    finally:
+        ray.shutdown()
+
+
+def load_data(dataset: str, split_seed: int, folder: Path | None):
+    """(MiningData, truth [N]): a real data set cut by `split_seed`, or the demo corpus made
+    with generator seed `split_seed` (its own split)."""
+    if dataset == "demo":
+        import pickle
+        return pickle.loads((folder / f"demo-{split_seed}.pkl").read_bytes())
     from mer_ray.viewdata import load_viewset, mining_data
+    return mining_data(load_viewset(dataset, seed=split_seed), split_seed)
+
+
+def run_one(job: tuple) -> dict:
+    dataset, split_seed, method, overrides, folder = job
 
     started = time.perf_counter()
-    data, truth = mining_data(load_viewset(dataset, seed=split_seed), split_seed)
-    if method in ("lr", "lr-self-train", "lr-cb-self-train"):
+    data, truth = load_data(dataset, split_seed, folder)
+    if method in SKLEARN:
         out = run_sklearn(method, data, truth)
     else:
         out = run_mining(method, data, truth, split_seed, overrides)
@@ -196,8 +239,10 @@ def plot(summary: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "segment", "mnist"])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "segment", "mnist", "demo"],
+                        choices=["digits", "segment", "mnist", "demo"])
+    parser.add_argument("--seeds", type=int, default=5, help="split seeds per real data set")
+    parser.add_argument("--demo-seeds", type=int, default=3, help="generator seeds of the demo corpus")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="MiningConfig overrides for default/seed004 (YAML values), to compare settings")
@@ -206,12 +251,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import yaml
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    jobs = [(d, s, m, overrides) for d in args.datasets for s in range(args.seeds) for m in args.methods]
+    started, load_start = time.perf_counter(), load_average()
+    scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
+    if "demo" in args.datasets:
+        prepare_demo(min(args.seeds, args.demo_seeds), scratch)
+    jobs = [(d, s, m, overrides, scratch) for d in args.datasets
+            for s in range(min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds) for m in args.methods]
     # slow jobs first so the two workers finish together
     jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
-    started, load_start = time.perf_counter(), load_average()
     runs = []
-    with ProcessPoolExecutor(args.workers) as pool:
+    # spawn: the demo's preparation ran a Ray driver in this process
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for result in pool.map(run_one, jobs):
             runs.append(result)
             print(f"  {result['dataset']:<8} seed {result['seed']} {result['method']:<17} test WAF "
@@ -220,7 +270,8 @@ def main(argv=None) -> None:
     summary = summarise(runs)
     print_table(summary)
     out = Path(args.out)
-    write_record(out, dict(datasets=args.datasets, seeds=args.seeds, methods=args.methods, workers=args.workers,
+    shutil.rmtree(scratch, ignore_errors=True)
+    write_record(out, dict(datasets=args.datasets, seeds=args.seeds, demo_seeds=args.demo_seeds, methods=args.methods, workers=args.workers,
                            overrides=overrides, seconds=round(time.perf_counter() - started, 1),
                            summary=summary, runs=runs),
                  script=__file__, fields=FIELDS, argv=argv, load_start=load_start)

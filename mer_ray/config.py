@@ -112,6 +112,15 @@ class MiningConfig:
     # (benchmarks/mining_quality.py); seed 004's ranked mode is the preset's
     ensemble: str = "mean-prob"
 
+    def __post_init__(self) -> None:
+        # checked here, not after a round of training has been spent
+        for name, allowed in (("adopt", ("oof", "always")), ("split", ("even", "all"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"mining.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.rounds < 0 or self.folds == 1 or self.folds < 0:
+            raise ValueError(f"mining.rounds must be >= 0 and mining.folds 0 (a dev split) or >= 2; "
+                             f"got rounds {self.rounds}, folds {self.folds}")
+
 
 # Named settings applied under a config's own fields (`mining: {preset: seed004, rounds: 5}`).
 PRESETS: dict[str, dict[str, Any]] = {
