@@ -41,7 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from record import RESULTS, load_average, write_record  # noqa: E402
 
-FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "seconds", "summary", "runs")
+FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "train_seeds", "seconds",
+          "summary", "spread", "runs", "spread_runs")
 METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth", "oracle")
 SKLEARN = ("lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth")
 
@@ -158,15 +159,16 @@ def load_data(dataset: str, split_seed: int, folder: Path | None):
 
 
 def run_one(job: tuple) -> dict:
-    dataset, split_seed, method, overrides, folder = job
+    dataset, split_seed, method, overrides, folder, train_seed = job
 
     started = time.perf_counter()
     data, truth = load_data(dataset, split_seed, folder)
     if method in SKLEARN:
         out = run_sklearn(method, data, truth)
     else:
-        out = run_mining(method, data, truth, split_seed, overrides)
-    return dict(dataset=dataset, seed=split_seed, method=method, seconds=round(time.perf_counter() - started, 1),
+        out = run_mining(method, data, truth, split_seed if train_seed is None else train_seed, overrides)
+    return dict(dataset=dataset, seed=split_seed, train_seed=split_seed if train_seed is None else train_seed,
+                method=method, seconds=round(time.perf_counter() - started, 1),
                 labeled=int(len(data.train)), pool=int(len(data.pool)), test=int(len(data.test)), **out)
 
 
@@ -191,6 +193,18 @@ def summarise(runs: list[dict]) -> dict:
             gap = d["oracle"]["test_waf_mean"] - d["default"]["round0_mean"]
             d["default"]["gap_closed"] = round((d["default"]["test_waf_mean"] - d["default"]["round0_mean"]) / gap, 3) if gap > 0 else None
     return summary
+
+
+def train_seed_spread(runs: list[dict]) -> dict:
+    """Per data set: sd of the default's final and round-0 test WAF over training seeds on split
+    seed 0 (the split's own seed and the extra ones): what retraining alone moves."""
+    spread = {}
+    for dataset in sorted({r["dataset"] for r in runs}):
+        rs = [r for r in runs if r["dataset"] == dataset and r["method"] == "default" and r["seed"] == 0]
+        if len(rs) > 1:
+            spread[dataset] = dict(n=len(rs), final_sd=round(float(np.std([r["test_waf"] for r in rs], ddof=1)), 4),
+                                   round0_sd=round(float(np.std([r["round0_waf"] for r in rs], ddof=1)), 4))
+    return spread
 
 
 def print_table(summary: dict) -> None:
@@ -246,6 +260,8 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="MiningConfig overrides for default/seed004 (YAML values), to compare settings")
+    parser.add_argument("--train-seeds", type=int, default=2,
+                        help="extra training seeds of the default on split seed 0 (spread over training seeds)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "mining_quality.json"))
     args = parser.parse_args(argv)
@@ -255,25 +271,32 @@ def main(argv=None) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
     if "demo" in args.datasets:
         prepare_demo(min(args.seeds, args.demo_seeds), scratch)
-    jobs = [(d, s, m, overrides, scratch) for d in args.datasets
+    jobs = [(d, s, m, overrides, scratch, None) for d in args.datasets
             for s in range(min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds) for m in args.methods]
+    # the spread over training seeds alone: split seed 0, the default, seeds 1000, 1001, ...
+    jobs += [(d, 0, "default", overrides, scratch, 1000 + t) for d in args.datasets for t in range(args.train_seeds)]
     # slow jobs first so the two workers finish together
     jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
-    runs = []
+    runs, spread_runs = [], []
     # spawn: the demo's preparation ran a Ray driver in this process
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for result in pool.map(run_one, jobs):
-            runs.append(result)
+            (spread_runs if result["train_seed"] >= 1000 else runs).append(result)
             print(f"  {result['dataset']:<8} seed {result['seed']} {result['method']:<17} test WAF "
                   f"{result['test_waf']:.4f}" + (f" (round 0 {result['round0_waf']:.4f}, final round "
                   f"{result['final_round']})" if "round0_waf" in result else "") + f"  {result['seconds']}s", flush=True)
     summary = summarise(runs)
+    spread = train_seed_spread(runs + spread_runs)
     print_table(summary)
+    for dataset, e in spread.items():
+        print(f"{dataset}: over {e['n']} training seeds (split seed 0) final test WAF sd {e['final_sd']:.4f}, "
+              f"round 0 sd {e['round0_sd']:.4f}")
     out = Path(args.out)
     shutil.rmtree(scratch, ignore_errors=True)
     write_record(out, dict(datasets=args.datasets, seeds=args.seeds, demo_seeds=args.demo_seeds, methods=args.methods, workers=args.workers,
-                           overrides=overrides, seconds=round(time.perf_counter() - started, 1),
-                           summary=summary, runs=runs),
+                           overrides=overrides, train_seeds=args.train_seeds,
+                           seconds=round(time.perf_counter() - started, 1),
+                           summary=summary, spread=spread, runs=runs, spread_runs=spread_runs),
                  script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
     plot(summary, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.png')}")
