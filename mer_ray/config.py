@@ -84,7 +84,10 @@ class MiningConfig:
     not lower the out-of-fold score. `preset: seed004` is the paper as it states it.
     """
     preset: str | None = None     # "seed004": seed 004 exactly as stated (see PRESETS); applied under the other fields
-    rounds: int = 3
+    # with class-quota's 0.25 of the pool per round, round 4 is the first whose mined set may hold
+    # the whole pool: the clips the learners are least sure of carry the information (an LR given
+    # the TRUE labels of its 75 % most confident pool clips gains little: benchmarks/mining_quality.py)
+    rounds: int = 4
     # selection: a selector then filters, from mer_ray.mining.policies (e.g. vote, class-quota, cap)
     policy: tuple[str, ...] = ("vote", "class-quota")
     options: dict[str, dict[str, Any]] = field(default_factory=dict)   # per-policy parameters, e.g. {class-quota: {share_per_round: 0.3}}
