@@ -123,7 +123,8 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     return dict(test_waf=final["test_waf"], round0_waf=history[0]["test_waf"], final_round=chosen,
                 rounds=[dict(round=m["round"], test_waf=m["test_waf"], held_out_waf=m["dev_waf"],
                              adopted=m.get("adopted", True), mined=m["mined"],
-                             precision=m["pseudo_label_precision"], mined_per_class=m["mined_per_class"])
+                             precision=m["pseudo_label_precision"], mined_per_class=m["mined_per_class"],
+                             learners_test_waf={n: v.get("test_waf") for n, v in m["learners"].items()})
                         for m in history])
 
 
@@ -187,6 +188,10 @@ def summarise(runs: list[dict]) -> dict:
                 entry.update(round0_mean=round(float(r0.mean()), 4),
                              gain_mean=round(float((scores - r0).mean()), 4),
                              worse_than_round0=int((scores < r0 - 1e-9).sum()))
+                # each learner alone at round 0 (M1 is MERTools' attention-fusion recipe)
+                names = rs[0]["rounds"][0].get("learners_test_waf") or {}
+                entry["round0_learners"] = {n: round(float(np.mean([r["rounds"][0]["learners_test_waf"][n] for r in rs])), 4)
+                                            for n in names}
             summary[dataset][method] = entry
         d = summary[dataset]
         if "default" in d and "oracle" in d:

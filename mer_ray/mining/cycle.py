@@ -319,6 +319,9 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
         metrics["canary_precision"] = round(float(correct[canary].mean()), 4) if canary.any() else None
     metrics["test_waf"] = metrics["test_acc"] = metrics["test_uar"] = None
     if len(data.test):
+        # each learner alone too: does the ensemble earn its place over its best member?
+        for i, spec in enumerate(learners):
+            learner_metrics[spec.name]["test_waf"] = round(waf(data.test_labels, probs[i, data.test].argmax(-1)), 4)
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], scores)
         metrics["test_waf"] = round(waf(data.test_labels, test_pred), 4)
         metrics["test_acc"] = round(accuracy(data.test_labels, test_pred), 4)
