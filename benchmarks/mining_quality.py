@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from record import RESULTS, load_average, write_record  # noqa: E402
+from record import RESULTS, commit, load_average, write_record  # noqa: E402
 
 FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "train_seeds", "seconds",
           "summary", "spread", "runs", "spread_runs")
@@ -282,14 +282,34 @@ def main(argv=None) -> None:
     jobs += [(d, 0, "default", overrides, scratch, 1000 + t) for d in args.datasets for t in range(args.train_seeds)]
     # slow jobs first so the two workers finish together
     jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
-    runs, spread_runs = [], []
+    # every finished run is appended to <out>.runs.jsonl as it ends: a killed benchmark reruns
+    # with the same arguments and only does the runs that are missing
+    journal = Path(args.out).with_suffix(".runs.jsonl")
+    done, head = {}, commit()[0]
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("commit") != head:   # made by other code: run again
+                continue
+            done[(r["dataset"], r["seed"], r["method"], r["train_seed"], json.dumps(r.get("overrides", {}), sort_keys=True))] = r
+    key = lambda j: (j[0], j[1], j[2], j[1] if j[5] is None else j[5], json.dumps(j[3], sort_keys=True))
+    results = [done[key(j)] for j in jobs if key(j) in done]
+    todo = [j for j in jobs if key(j) not in done]
+    if results:
+        print(f"{len(results)} runs already in {journal}; {len(todo)} to go", flush=True)
     # spawn: the demo's preparation ran a Ray driver in this process
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in pool.map(run_one, jobs):
-            (spread_runs if result["train_seed"] >= 1000 else runs).append(result)
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            journal.open("a") as log:
+        for result in pool.map(run_one, todo):
+            result.update(overrides=overrides, commit=head)
+            log.write(json.dumps(result) + "\n")
+            log.flush()
+            results.append(result)
             print(f"  {result['dataset']:<8} seed {result['seed']} {result['method']:<17} test WAF "
                   f"{result['test_waf']:.4f}" + (f" (round 0 {result['round0_waf']:.4f}, final round "
                   f"{result['final_round']})" if "round0_waf" in result else "") + f"  {result['seconds']}s", flush=True)
+    runs = [r for r in results if r["train_seed"] < 1000]
+    spread_runs = [r for r in results if r["train_seed"] >= 1000]
     summary = summarise(runs)
     spread = train_seed_spread(runs + spread_runs)
     print_table(summary)
@@ -304,6 +324,7 @@ def main(argv=None) -> None:
                            summary=summary, spread=spread, runs=runs, spread_runs=spread_runs),
                  script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
     plot(summary, out.with_suffix(".png"))
+    journal.unlink()
     print(f"wrote {out.with_suffix('.png')}")
 
 
