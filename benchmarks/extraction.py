@@ -9,7 +9,7 @@ store written on every side. Each side runs in a fresh process of its own, one a
 in one run (`--repeats 2`: again in reverse order, means kept), and its clock starts when the
 process starts, so it pays its imports (torch, transformers, Ray) and model loading alike:
   ray:        `mer_ray.features.extract_features` as the mining job calls it, after
-              `mer_ray.mining.run.init_ray` (counted: on one machine a user pays it; the figures
+              `mer_ray.session.init_ray` (counted: on one machine a user pays it; the figures
               without it are reported too);
   dataloader: plain PyTorch, the best hand-written loop: a `torch.utils.data.DataLoader` with 2
               decode worker processes feeding the encoders batched (`--batch-size`) in the main
@@ -85,7 +85,7 @@ def side_ray(job: dict) -> dict:
     from mer_ray.config import ExtractConfig
     from mer_ray.features.extract import extract_features
     from mer_ray.features.store import FeatureStore
-    from mer_ray.mining.run import init_ray
+    from mer_ray.session import init_ray
 
     manifest = pd.read_parquet(job["manifest"])
     t = time.time()

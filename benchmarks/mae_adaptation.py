@@ -49,7 +49,7 @@ from mer_ray.features.store import FeatureStore  # noqa: E402
 from mer_ray.features.table import load_feature_table  # noqa: E402
 from mer_ray.metrics import waf  # noqa: E402
 from mer_ray.mining.cycle import stratified_split  # noqa: E402
-from mer_ray.mining.run import demo_corpus  # noqa: E402
+from mer_ray.corpus.demo import demo_corpus  # noqa: E402
 from mer_ray.train import fit_learner, predict_proba  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

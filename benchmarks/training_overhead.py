@@ -5,7 +5,7 @@ epochs and seeds, on three sides, each in a fresh process of its own started one
 other in one run (`--repeats 2` runs them again in the reverse order, A B C C B A, and keeps
 each side's mean, so a load change on the shared machine hits every side alike):
   ray:        `mer_ray.mining.cycle.mining_loop` in one Ray Train run with 2 workers, started
-              by `mer_ray.mining.run.train` as `run_cyclic_mining` starts it; the time includes
+              by `mer_ray.mining.trainer.run_mining` as `run_cyclic_mining` starts it; the time includes
               `ray.init`, `ray.put` of the features and the trainer's start-up and teardown;
   parallel:   plain PyTorch, the fair alternative: the mining loop's own rounds
               (`mer_ray.mining.cycle.run_rounds`, no Ray in it) in 2 forked processes (the
@@ -114,12 +114,13 @@ def _timed_fits() -> None:
 def side_ray(cfg, data, run_dir: Path) -> dict:
     import ray
 
-    from mer_ray.mining.run import init_ray, train
+    from mer_ray.mining.trainer import run_mining
+    from mer_ray.session import init_ray
 
     started = time.perf_counter()
     init_ray()
     initialised = time.perf_counter()
-    train(dataclasses.replace(cfg, out=str(run_dir)), ray.put(data))
+    run_mining(dataclasses.replace(cfg, out=str(run_dir)), ray.put(data))
     return dict(seconds=time.perf_counter() - started, init_s=initialised - started)
 
 

@@ -13,11 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import ray
-
 from mer_ray.corpus.manifest import read_corpus
 from mer_ray.faces import FaceSettings
 from mer_ray.faces.job import detect_corpus_faces
+from mer_ray.session import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_corpus(args.corpus)
     if args.limit:
         manifest = manifest.head(args.limit)
-    if not ray.is_initialized():
-        ray.init(dashboard_host="127.0.0.1")   # joins RAY_ADDRESS when set (ray job submit)
+    init_ray()   # joins RAY_ADDRESS when set (ray job submit)
     summary = detect_corpus_faces(manifest, out, settings, num_frames=args.num_frames, batch_size=args.batch_size)
     print(summary.line(), flush=True)
     return 0

@@ -2,7 +2,7 @@
 
 `run_job(main)` runs a job as a command: `configure(verbose)` first (process-wide, so never from
 a job's `main`, which tests call in their own process), then `main`; its `ray.init` comes from
-`init_ray()`:
+`mer_ray.session.init_ray()`:
 
 - the `ray*` Python loggers of this process (Ray's start-up lines, Ray Data's execution plan and
   progress records, the token-auth notice) lose their console handlers and write to
@@ -256,27 +256,6 @@ def restore_stderr() -> None:
     """Undo the fd 2 filter (at the end of a job), after it has passed on what it holds."""
     while _filter:
         _filter.pop().drain()
-
-
-def ray_init_kwargs() -> dict:
-    """`ray.init` options for this job's console (and the dashboard on 127.0.0.1 only)."""
-    kwargs = dict(dashboard_host="127.0.0.1", log_to_driver=_state["verbose"])
-    if not _state["verbose"]:
-        # ray.init empties the `ray` logger's handlers before its start-up notices (the token-auth
-        # warning, "Started a local Ray instance"), so those are kept off the console by level;
-        # `init_ray` then sends the `ray` loggers to the session log for the rest of the run
-        kwargs.update(logging_level=logging.ERROR)
-    return kwargs
-
-
-def init_ray() -> None:
-    """Join the cluster when there is one (RAY_ADDRESS, `ray job submit`), else start a local Ray."""
-    import ray
-
-    if not ray.is_initialized():
-        quiet_ray_loggers()   # loggers of Ray libraries imported since configure()
-        ray.init(**ray_init_kwargs())
-    quiet_ray_loggers()
 
 
 def log_location() -> str:

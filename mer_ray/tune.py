@@ -39,6 +39,7 @@ import yaml
 
 from mer_ray.config import LearnerSpec, RunConfig
 from mer_ray.features.table import FeatureTable
+from mer_ray.session import init_ray
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,7 @@ def tune_learners(table: FeatureTable, rows: np.ndarray, learners: tuple[Learner
     missing = {s for spec in learners for s in spec.streams} - set(subset.streams)
     if missing:
         raise ValueError(f"the feature table has no stream(s) {sorted(missing)}; it has {sorted(subset.streams)}")
-    if not ray.is_initialized():
-        ray.init(dashboard_host="127.0.0.1")
+    init_ray()
     # One wrapped trainable for every learner: the table goes into the object store once.
     trainable = tune.with_parameters(_trial, data=TuneData(subset, subset.label))
     settings = yaml.safe_dump(_plain(dataclasses.asdict(search)), sort_keys=False)

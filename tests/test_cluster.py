@@ -127,7 +127,7 @@ def _as_resources(ray_data_kwargs: dict) -> dict:
 def test_cluster_yaml_node_types_fit_every_resource_request_of_the_jobs():
     from mer_ray.adapt import PretrainConfig
     from mer_ray.adapt.pretrain import worker_scaling
-    from mer_ray.mining.run import learner_scaling
+    from mer_ray.mining.trainer import learner_scaling
     from mer_ray.raydata import decode_and_encode_resources
 
     types = _prepared_cluster_config()["available_node_types"]
@@ -169,11 +169,9 @@ def test_cluster_yaml_keeps_token_auth_on_and_the_dashboard_on_localhost():
 # (tests/ray_init_probe.py). A call site's arguments are its own, so one entry point per site
 # covers every entry point that reaches it.
 RAY_INIT_SITES = {
-    # console.init_ray: every job run by mer_ray.console.run_job (mine, extract, denoise, tune, predict)
-    "mer_ray/console.py": "jobs/extract_features.py",
-    "mer_ray/adapt/pretrain.py": "jobs/pretrain_mae.py",
-    "jobs/detect_faces.py": "jobs/detect_faces.py",
-    "mer_ray/tune.py": "mer_ray.tune.tune_learners",   # the library call (its jobs start Ray first)
+    # mer_ray.session.init_ray: every job (mine, extract, denoise, tune, predict, pretrain-mae,
+    # detect_faces) and library entry point (tune_learners, pretrain_mae) starts Ray through it
+    "mer_ray/session.py": "jobs/extract_features.py",
 }
 
 

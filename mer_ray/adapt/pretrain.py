@@ -33,6 +33,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as 
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from mer_ray.corpus.manifest import read_corpus
+from mer_ray.session import init_ray
 
 from .clips import pretrain_clips, truth_folder
 from .config import PretrainConfig
@@ -195,7 +196,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     """Adapt an MAE encoder on the corpus's clips; see the module doc. Resumes a finished epoch."""
     kind = create_mae_kind(cfg.model)      # an unknown model fails before any work
     if cfg.corpus is None:
-        from mer_ray.mining.run import demo_corpus   # only for the demo default
+        from mer_ray.corpus.demo import demo_corpus   # only for the demo default
 
         cfg = dataclasses.replace(cfg, corpus=str(demo_corpus(cfg.seed)))
     out = Path(cfg.out).resolve()
@@ -212,8 +213,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
             return PretrainResult(encoder=out / "encoder", spec=kind.encoder_spec(out / "encoder"),
                                   history=history, frame_cache={})
 
-    if not ray.is_initialized():
-        ray.init(dashboard_host="127.0.0.1")   # joins RAY_ADDRESS when set (ray job submit)
+    init_ray()   # joins RAY_ADDRESS when set (ray job submit)
     clips, left_out = pretrain_clips(read_corpus(cfg.corpus), cfg.split, truth=truth_folder(cfg.corpus, cfg.truth),
                                      transductive=cfg.transductive)
     print(f"pre-training on {len(clips)} {cfg.split} clips; "

@@ -31,7 +31,8 @@ from ..labels import EMOTIONS, NUM_CLASSES
 from .media import write_clip
 from .noise import Corruption, NoiseBank, babble
 
-__all__ = ["NOISY_SUFFIX", "DemoCorpusConfig", "DemoClip", "make_demo_corpus", "plan_demo_corpus", "render_clip"]
+__all__ = ["NOISY_SUFFIX", "DemoCorpusConfig", "DemoClip", "demo_corpus", "make_demo_corpus", "plan_demo_corpus",
+           "render_clip"]
 
 GENERATOR_VERSION = 1
 
@@ -505,3 +506,21 @@ def make_demo_corpus(
     print(f"demo corpus: {len(clips)} clips ({cfg.n_labeled} labeled, {cfg.n_unlabeled} unlabeled, "
           f"{cfg.n_test} test{' + their noisy copies' if corruption else ''}) written to {root} in {elapsed:.1f} s with {workers} worker(s)")
     return root
+
+
+DEMO_CACHE = Path(".cache")   # where a job with no --corpus keeps the generated demo corpus
+
+
+def demo_corpus(seed: int = 0, root: Path = DEMO_CACHE) -> Path:
+    """The generated demo corpus, made on first use and reused after (free when complete).
+
+    The folder name carries a digest of the generator's config, so a changed generator never
+    silently reuses a stale corpus."""
+    import hashlib
+
+    cfg = DemoCorpusConfig(seed=seed, noisy_test=True)   # + MER-NOISE copies of the test clips
+    digest = hashlib.sha1(repr(cfg).encode()).hexdigest()[:8]
+    path = root / f"demo-corpus-seed{seed}-{digest}"
+    if not (path / "corpus.json").exists():
+        print(f"generating the demo corpus into {path} (once) ...", flush=True)
+    return make_demo_corpus(path, cfg)

@@ -29,9 +29,12 @@ def load_all() -> Registry:
 
 
 def add_common(p: argparse.ArgumentParser, *, corpus: bool = True) -> None:
-    """--verbose on every job; --strict on the ones that read a corpus."""
+    """--verbose and --plugin on every job; --strict on the ones that read a corpus."""
     p.add_argument("--verbose", action="store_true",
                    help="show Ray's own logs (workers' output, Ray Data / Ray Train INFO lines) and tracebacks")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import this module (a name or a .py file) first, in the driver and in every actor "
+                        "and worker: it registers your encoders, fusions or policies (repeat)")
     if corpus:
         p.add_argument("--strict", action="store_true",
                        help="refuse a corpus with bad rows (unknown label, valence out of range, duplicate "
@@ -47,6 +50,16 @@ def add_stream_options(p: argparse.ArgumentParser) -> None:
                    help="a MERTools features/ folder: each <model>-UTT subfolder becomes stream <model>")
     p.add_argument("--modality", action="append", metavar="NAME=MODALITY",
                    help="audio | video | text of an npy stream whose folder name does not say it (repeat)")
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The job's arguments, with its `--plugin` modules loaded (before any config names their entries)."""
+    args = p.parse_args(argv)
+    if getattr(args, "plugin", None):
+        from mer_ray.plugins import load_plugins
+
+        load_plugins(args.plugin)
+    return args
 
 
 def formatter() -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mer_ray.jobs import JOBS, add_common, formatter
+from mer_ray.jobs import JOBS, add_common, formatter, parse
 
 
 @JOBS.register("demo-corpus", summary="generate the synthetic demo corpus", script="make_demo_corpus.py")
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     add_common(p, corpus=False)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     cfg = DemoCorpusConfig(n_labeled=args.n_labeled, n_unlabeled=args.n_unlabeled, n_test=args.n_test,
                            seed=args.seed, label_noise=args.label_noise)
     make_demo_corpus(args.root, cfg, workers=args.workers, overwrite=args.overwrite)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, formatter
+from mer_ray.jobs import JOBS, add_common, formatter, parse
 
 
 @JOBS.register("denoise", summary="seed 004's separation + ASR audio denoise", script="denoise_audio.py")
@@ -31,13 +31,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="a separated track wins when its similarity leads by more than this (seed 004: 0.1)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per actor call")
     p.add_argument("--actors", type=int, default=1, help="separation + ASR actors (one GPU each on GPU nodes)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import this module first (repeat); it registers your models")
     p.add_argument("--limit", type=int, help="only the first N clips of the manifest (a smoke test)")
     add_common(p)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
-    from mer_ray import console
+    from mer_ray.session import init_ray
 
     from mer_ray.corpus.manifest import load_corpus
     from mer_ray.denoise.pipeline import DenoiseConfig, config_text, denoise_corpus
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest, _ = load_corpus(args.corpus, strict=args.strict, report_dir=args.out)
     if args.limit:
         manifest = manifest.head(args.limit)
-    console.init_ray()
+    init_ray()
     summary = denoise_corpus(manifest, args.out, cfg)
     print(summary.line(), flush=True)
     print(f"manifest: {args.out.rstrip('/')}/manifest.csv; decisions: {args.out.rstrip('/')}/decisions.csv",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter
+from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter, parse
 
 
 @JOBS.register("extract", summary="feature extraction into a feature store", script="extract_features.py")
@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--face-detector", help="crop face: haar (default, bundled with OpenCV) | yunet:/path/model.onnx")
     p.add_argument("--limit", type=int, help="only the first N clips of the manifest (a smoke test)")
     add_common(p)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
-    from mer_ray import console
+    from mer_ray.session import init_ray
 
     import dataclasses
     from pathlib import Path
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from mer_ray.corpus.manifest import load_corpus
     from mer_ray.features.sources import canonical, streams_from_args
     from mer_ray.features.store import FeatureStore
-    from mer_ray.mining.run import extract_with_progress
+    from mer_ray.features.stage import extract_with_progress
 
     cfg = load_config(args.config, {
         "extract.streams": streams_from_args(args.stream, args.features, args.modality),
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         manifest = manifest.head(args.limit)
     print(f"{len(manifest)} clips → {store.location}", flush=True)
-    console.init_ray()
+    init_ray()
     summary = extract_with_progress(manifest, store, cfg)
     print(summary.line(), flush=True)
     if report_dir and (Path(report_dir) / "problems.csv").exists():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter
+from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter, parse
 
 
 @JOBS.register("mine", summary="cyclic pseudo-label mining, end to end", script="cyclic_mining.py")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="log config, every round's metrics and the report to MLflow: a folder "
                         "(default ./mlruns) or a tracking URI (needs mer-ray[mlflow])")
     add_common(p)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
     from mer_ray.config import load_config, load_learners
     from mer_ray.features.sources import streams_from_args

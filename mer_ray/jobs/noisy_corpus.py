@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mer_ray.jobs import JOBS, add_common, formatter
+from mer_ray.jobs import JOBS, add_common, formatter, parse
 
 
 @JOBS.register("noisy-corpus", summary="a MER-NOISE copy of a corpus", script="make_noisy_corpus.py")
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     add_common(p, corpus=False)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
     from mer_ray.corpus.noise import make_noisy_corpus
 

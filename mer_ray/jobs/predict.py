@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, formatter
+from mer_ray.jobs import JOBS, add_common, formatter, parse
 
 
 @JOBS.register("predict", summary="apply a finished run to clips", script="predict.py")
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for predictions.csv / predictions-mer2023.csv")
     p.add_argument("--store", help="feature store (default: the run's)")
     add_common(p)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
     from mer_ray.mining.predict import predict_with_run
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, formatter
+from mer_ray.jobs import JOBS, add_common, formatter, parse
 
 
 @JOBS.register("pretrain-mae", summary="MAE adaptation to the corpus's clips (seed 000)", script="pretrain_mae.py")
@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker")
     p.add_argument("--seed", type=int)
     add_common(p, corpus=False)
-    args = vars(p.parse_args(argv))
+    args = vars(parse(p, argv))
     args.pop("verbose")
+    args.pop("plugin")
 
     config = args.pop("config")
     data = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}

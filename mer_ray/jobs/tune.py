@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter
+from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter, parse
 
 
 @JOBS.register("tune", summary="Ray Tune search of the learners' hyper-parameters", script="tune_learners.py")
@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, help="CV folds (seed 003: 5)")
     p.add_argument("--seed", type=int)
     add_common(p, corpus=False)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
 
-    from mer_ray import console
+    from mer_ray.session import init_ray
 
     import dataclasses
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mer_ray.config import load_config, load_learners
     from mer_ray.features.sources import streams_from_args
-    from mer_ray.mining.run import resolve
+    from mer_ray.mining.resolve import resolve
     from mer_ray.tune import SearchConfig, tune_from_store
 
     cfg = resolve(load_config(args.config, {
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     changes = {"samples": args.samples, "max_epochs": args.max_epochs, "folds": args.folds, "seed": args.seed}
     search = dataclasses.replace(search, **{k: v for k, v in changes.items() if v is not None})
     print("mer-ray tune, search:\n" + yaml.safe_dump(dataclasses.asdict(search), sort_keys=False), flush=True)
-    console.init_ray()
+    init_ray()
     path = tune_from_store(cfg, cfg.out, search)
     print(f"best configurations in {path}; use: mer-ray mine --learners {path}")
     return 0

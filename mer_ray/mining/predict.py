@@ -20,11 +20,13 @@ import torch
 
 from mer_ray.config import config_from_dict
 from mer_ray.corpus.manifest import load_corpus
+from mer_ray.features.stage import extract_with_progress
 from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import load_feature_table, load_norm
 from mer_ray.mining.ensemble import ensemble
-from mer_ray.mining.run import extract_with_progress, init_ray, write_predictions
+from mer_ray.mining.outputs import write_predictions
 from mer_ray.mining.state import read_rounds, round_dir
+from mer_ray.session import init_ray
 from mer_ray.storage import Mirror, is_remote
 from mer_ray.train import FoldEnsemble, build_model, predict_outputs
 

@@ -1,0 +1,37 @@
+"""The one place a mer-ray process starts or joins Ray (every job and library entry point).
+
+Joins the cluster when there is one (RAY_ADDRESS, `ray job submit`), else starts a local Ray with
+its dashboard on 127.0.0.1 only and Ray's default token auth left on; Ray's own logs go to the
+session log unless the job runs with --verbose (`mer_ray.console`). An already connected Ray
+(tests, a notebook) is used as it is.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from mer_ray import console
+from mer_ray.plugins import load_plugins
+
+
+def ray_init_kwargs() -> dict:
+    """`ray.init` options for this job's console (and the dashboard on 127.0.0.1 only)."""
+    kwargs = dict(dashboard_host="127.0.0.1", log_to_driver=console.verbose())
+    if not console.verbose():
+        # ray.init empties the `ray` logger's handlers before its start-up notices (the token-auth
+        # warning, "Started a local Ray instance"), so those are kept off the console by level;
+        # `init_ray` then sends the `ray` loggers to the session log for the rest of the run
+        kwargs.update(logging_level=logging.ERROR)
+    return kwargs
+
+
+def init_ray(plugins: Sequence[str] = ()) -> None:
+    """Start or join Ray (see the module doc); `plugins` are loaded here first, and every actor
+    and worker of the job loads them again (`mer_ray.plugins`)."""
+    import ray
+
+    load_plugins(plugins)
+    if not ray.is_initialized():
+        console.quiet_ray_loggers()   # loggers of Ray libraries imported since configure()
+        ray.init(**ray_init_kwargs())
+    console.quiet_ray_loggers()
