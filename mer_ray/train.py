@@ -199,6 +199,8 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
     training set only and is never held out: scoring on pseudo-labels would grade the learners
     against their own votes. Split k's model is seeded `fold_seed(seed, k)`.
     """
+    if spec.class_weight not in (None, "balanced"):   # a typo would otherwise train unweighted, silently
+        raise ValueError(f"learner {spec.name}: class_weight must be 'balanced' or null, got {spec.class_weight!r}")
     labels = table.label if labels is None else labels
     extras = extras or [Extra.none()] * len(splits)
     if len(extras) != len(splits):

@@ -239,3 +239,51 @@ def test_class_weights_are_applied():
     weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 1.0, 1.0])
     expected = torch.nn.functional.cross_entropy(out.logits, labels, weight=weights)
     torch.testing.assert_close(multitask_loss(out, labels, class_weights=weights), expected)
+
+
+def _imbalanced_table(seed: int = 0):
+    """120 clips, 80 % of them class 0, with a weak signal for classes 1 and 2."""
+    import numpy as np
+    from mer_ray.features.table import FeatureTable
+
+    rng = np.random.default_rng(seed)
+    label = np.array([0] * 96 + [1] * 12 + [2] * 12)
+    features = rng.standard_normal((len(label), 8)).astype(np.float32)
+    features[:, 0] += 0.7 * (label == 1)
+    features[:, 1] += 0.7 * (label == 2)
+    return FeatureTable(names=np.array([f"clip_{i:03d}" for i in range(len(label))], dtype=object),
+                        streams={"audio": features}, label=label,
+                        valence=np.full(len(label), np.nan, np.float32),
+                        split=np.array(["train"] * len(label), dtype=object))
+
+
+def test_balanced_class_weight_of_a_learner_spec_reaches_the_training_loss():
+    """`LearnerSpec.class_weight: balanced` (the path the mining and tune use: fit_splits):
+    on a set that is 80 % one class, the unweighted learner predicts the minority classes
+    rarely, the class-weighted one much more often."""
+    import numpy as np
+    from mer_ray.config import LearnerSpec
+    from mer_ray.train import Split, class_weights, fit_splits, predict_proba
+
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 0, 1]), 6).numpy(), [4 / 6, 2, 0, 0, 0, 0])
+    table = _imbalanced_table()
+    held = np.arange(0, len(table), 4)
+    split = Split(np.setdiff1d(np.arange(len(table)), held), held)
+    minority = {}
+    for weighting in (None, "balanced"):
+        spec = LearnerSpec("L", ("audio",), fusion="linear", lr=1e-2, dropout=0.0, max_epochs=30,
+                           patience=30, class_weight=weighting)
+        model = fit_splits(spec, table, [split], seed=0).models[0]
+        minority[weighting] = float(np.isin(predict_proba(model, table, spec).argmax(1), [1, 2]).mean())
+    assert minority["balanced"] > 2 * minority[None] + 0.05, minority
+
+
+def test_an_unknown_class_weight_is_refused_not_ignored():
+    import numpy as np
+    from mer_ray.config import LearnerSpec
+    from mer_ray.train import Split, fit_splits
+
+    table = _imbalanced_table()
+    spec = LearnerSpec("L", ("audio",), fusion="linear", class_weight="balance")
+    with pytest.raises(ValueError, match="learner L: class_weight must be 'balanced'"):
+        fit_splits(spec, table, [Split(np.arange(100), np.arange(100, 120))], seed=0)
