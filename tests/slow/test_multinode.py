@@ -7,9 +7,17 @@ tasks is tested in the default run (tests/test_gpu_actor_branch.py).
 - extraction on the cluster (GPU branch): the store equals one made on a single node;
 - two mining rounds with two Ray Train workers, on other nodes than the driver's, outputs on
   the shared storage (here a folder every simulated node sees): the predictions equal a
-  single-node run.
+  single-node run on the same features.
+
+Why the single-node mining reads the cluster's store (a copy) and not its own: the two
+extractions agree to 1 ulp, not bit for bit (MiniLM's text vectors differ by 1.2e-7 for some
+clips), and 20 models x 3 rounds of training with discrete steps (early stopping on the best
+held-out loss, the vote, the round adoption) turn 1 ulp into other predictions. Measured: on
+its own store the single-node run's M3 kept epoch 35 instead of 30 in round 0, and 8 clips
+ended with other labels; on the cluster's bytes every round's metrics and every label matched. The store is compared on its own (with a tolerance), the mining on equal inputs.
 """
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -21,8 +29,11 @@ pytestmark = pytest.mark.slow
 import ray
 from ray.cluster_utils import Cluster
 
-from mer_ray.config import MiningConfig, RunConfig
+from mer_ray.config import ExtractConfig, MiningConfig, RunConfig
 from mer_ray.corpus.demo import DemoCorpusConfig, make_demo_corpus
+from mer_ray.corpus.manifest import load_corpus
+from mer_ray.features.extract import extract_features
+from mer_ray.features.store import FeatureStore
 from mer_ray.mining.run import run_cyclic_mining
 
 
@@ -77,7 +88,11 @@ def single_node_run(multinode_run, corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        cfg = RunConfig(corpus=str(corpus), out=str(root / "run"), store=str(root / "features"),
+        manifest, _ = load_corpus(corpus)
+        extract_features(manifest, FeatureStore(root / "features"), ExtractConfig(), progress=False)
+        # the mining on the cluster's feature bytes (see the module's docstring)
+        shutil.copytree(multinode_run["storage"] / "features", root / "cluster-features")
+        cfg = RunConfig(corpus=str(corpus), out=str(root / "run"), store=str(root / "cluster-features"),
                         train_workers=0, mining=MiningConfig(rounds=2))
         yield dict(out=run_cyclic_mining(cfg), store=root / "features")
     finally:
@@ -107,5 +122,8 @@ def test_store_and_predictions_equal_a_single_node_run(multinode_run, single_nod
         assert cluster_features.keys() == single_features.keys()
         for name, vector in single_features.items():
             np.testing.assert_allclose(cluster_features[name], vector, rtol=1e-5, atol=1e-6, err_msg=name)
-    assert pd.read_csv(multinode_run["out"] / "predictions.csv").equals(
-        pd.read_csv(single_node_run["out"] / "predictions.csv"))
+    cluster, single = (pd.read_csv(run["out"] / "predictions.csv") for run in (multinode_run, single_node_run))
+    assert list(cluster["name"]) == list(single["name"])
+    differ = cluster[cluster["discrete"] != single["discrete"]]
+    assert differ.empty, f"{len(differ)} of {len(cluster)} clips predicted otherwise, e.g. {differ.head().to_dict('records')}"
+    assert cluster.equals(single)
