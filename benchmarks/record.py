@@ -5,7 +5,7 @@ Each benchmark script declares the fields its result holds (`FIELDS`) and writes
 the declaration; tests/test_benchmark_records.py checks every stored JSON against its script's
 `FIELDS`, so a file made by older code (other fields) cannot sit in results/ unnoticed.
 
-Units are in the field names: `_s` seconds, `_gib` GiB (2**30 bytes), `_mb` MiB, `_per_s` a rate.
+Units are in the field names: `_s` seconds, `_gib` GiB (2**30 bytes), `_mib` MiB (2**20 bytes), `_per_s` a rate.
 """
 from __future__ import annotations
 

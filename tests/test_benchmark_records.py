@@ -43,8 +43,10 @@ def test_record_matches_its_script_and_says_where_it_came_from(path):
     assert (BENCHMARKS / f"{name}.py").exists(), f"{path.name}: made by benchmarks/{name}.py, which is gone"
     assert path.stem == name or path.stem.startswith(name + "_"), f"{path.name}: named after another script"
     assert record["command"].startswith(f"python benchmarks/{name}.py"), record["command"]
-    assert set(record) - set(PROVENANCE) == set(script_fields(name)), (
-        f"{path.name}: fields differ from benchmarks/{name}.py's FIELDS; made by other code: rerun it")
+    stored, declared = set(record) - set(PROVENANCE), set(script_fields(name))
+    assert stored == declared, (
+        f"{path.name}: made by other code than benchmarks/{name}.py's today (no "
+        f"{sorted(declared - stored)}, not written any more: {sorted(stored - declared)}); rerun it")
     assert set(record["machine"]) == set(MACHINE)
     load = record["machine"]["load_average_1min_start"]
     assert record["machine"]["cpus"] >= 1 and (load is None or load >= 0)   # None: not recorded
