@@ -239,8 +239,9 @@ def tune_learners(table: FeatureTable, rows: np.ndarray, learners: tuple[Learner
             METRIC: round(float(best.metrics[METRIC]), 4),
             "epochs": int(best.metrics.get("epoch", 0)),
             "trials": len(results),
+            # cut by ASHA: ended before max_epochs, and not by its own patience
             "stopped_early": sum(1 for r in results if r.metrics and r.metrics.get("epoch", 0) < search.max_epochs
-                                 and r.metrics.get("folds_running", 0) > 0),
+                                 and r.metrics["epoch"] - r.metrics.get("best_epoch", 0) < search.patience),
             "config": {k: getattr(best_spec, k) for k in search.space},
             "seconds": round(time.perf_counter() - started, 1),
         }
