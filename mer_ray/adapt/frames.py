@@ -26,10 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from mer_ray.corpus.media import MediaError, decode_clip
-from mer_ray.faces import FaceSettings, create_detector, decode_face_clip
-from mer_ray.faces.boxes import box_cells, parse_box_cell
-from mer_ray.raydata import dataset_of
+from mer_ray.faces import FaceSettings, create_detector
+from mer_ray.faces.boxes import box_cells
+from mer_ray.raydata import DecodeSettings, dataset_of, decode_map
 
 __all__ = ["FrameCache", "FrameSettings", "build_frame_cache", "frames_dataset"]
 
@@ -76,9 +75,9 @@ class FrameCache:
         path = self.root / "skipped.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def write_part(self, names: list[str], frames: list[np.ndarray]) -> None:
-        table = pa.table({"name": pa.array(names, pa.string()),
-                          "frames": pa.array([f.tobytes() for f in frames], pa.binary())})
+    def write_part(self, names: list[str], frames: list[bytes]) -> None:
+        """One part of clips' frames, each uint8 [num_frames, side, side, 3] as raw bytes."""
+        table = pa.table({"name": pa.array(names, pa.string()), "frames": pa.array(frames, pa.binary())})
         final = self.root / f"part-{uuid.uuid4().hex}.parquet"
         tmp = self.root / f".{final.name}.tmp"
         pq.write_table(table, tmp)
@@ -90,37 +89,25 @@ class FrameCache:
         os.replace(tmp, self.root / "skipped.json")
 
 
+def _frames_cell(rec, clip, track) -> dict:
+    # raw bytes (b"": no frames): a column of equal-shaped arrays would not stay one cell per clip
+    return {"frames": b"" if clip is None or clip.frames is None
+            else np.ascontiguousarray(clip.frames, dtype=np.uint8).tobytes()}
+
+
 def _decode_to_cache(batch: pd.DataFrame, *, cache_root: str, settings: dict) -> pd.DataFrame:
-    """CPU task: decode a batch of clips, write the good ones as one part; returns name, error."""
+    """CPU task: decode a batch of clips (`mer_ray.raydata.decode_map`), write the good ones as
+    one part; returns name, error."""
     cfg = FrameSettings(**settings)
     cache = FrameCache(cache_root, cfg)
-    names, frames, errors = [], [], []
-    boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
-    for rec, box in zip(batch.itertuples(index=False), boxes):
-        error = ""
-        try:
-            stored = parse_box_cell(box)
-            if cfg.crop == "face" and stored is None:
-                clip, _ = decode_face_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side,
-                                           settings=FaceSettings(cfg.face_detector, cfg.face_margin),
-                                           want=("video",))
-            else:
-                clip = decode_clip(rec.video, None, num_frames=cfg.num_frames, frame_size=cfg.side,
-                                   crop="none" if cfg.crop == "face" else cfg.crop,
-                                   face_box=stored[0] if stored else None, margin=stored[1] if stored else 0.0,
-                                   want=("video",))
-            if clip.frames is None:
-                error = f"{rec.name}: no video stream in {rec.video}; nothing to pre-train on"
-            else:
-                names.append(rec.name)
-                frames.append(np.ascontiguousarray(clip.frames, dtype=np.uint8))
-        except MediaError as exc:
-            error = str(exc)
-        except Exception as exc:  # one broken clip must not end the job
-            error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
-        errors.append(error)
-    if names:
-        cache.write_part(names, frames)
+    decode = DecodeSettings(want=("video",), num_frames=cfg.num_frames, frame_size=cfg.side, crop=cfg.crop,
+                            faces=FaceSettings(cfg.face_detector, cfg.face_margin))
+    decoded = decode_map(batch, settings=decode, cells=_frames_cell)
+    errors = [error or (f"{rec.name}: no video stream in {rec.video}; nothing to pre-train on" if not frames else "")
+              for rec, frames, error in zip(decoded.itertuples(index=False), decoded["frames"], decoded["error"])]
+    good = [i for i, e in enumerate(errors) if not e]
+    if good:
+        cache.write_part([decoded["name"].iloc[i] for i in good], [decoded["frames"].iloc[i] for i in good])
     return pd.DataFrame({"name": list(batch["name"]), "error": errors})
 
 

@@ -20,7 +20,6 @@ is decided at once ("original", noted) and never sent to the models.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -39,8 +38,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mer_ray.corpus.manifest import COLUMNS
-from mer_ray.corpus.media import MediaError, decode_clip
+from mer_ray.errorlog import ErrorLog
 from mer_ray.labels import EMOTIONS
+from mer_ray.plugins import load_plugins
+from mer_ray.raydata import DecodeSettings, decode_map, decode_then_actors
 
 from .rule import THRESHOLD, decide
 
@@ -49,7 +50,6 @@ __all__ = ["DenoiseConfig", "DenoiseSummary", "Denoiser", "denoise_corpus", "rea
 SAMPLE_RATE = 16000
 ORIGINAL = "original"
 NO_AUDIO_NOTE = "no audio stream: nothing to separate, kept as is"
-ERROR_COLUMNS = ("name", "stage", "message")
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,7 @@ class ClipDecision:
         return ORIGINAL if self.track is None else f"separated-{self.track}"
 
 
-def import_plugins(modules: Sequence[str]) -> None:
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ImportError(f"plugin module {module!r} does not import ({err}); it must be importable "
-                              f"on every node (installed, or in the job's working directory)") from None
+import_plugins = load_plugins   # the name this module's callers know (mer_ray.plugins)
 
 
 class Denoiser:
@@ -155,7 +149,7 @@ class Denoiser:
 
 
 def _error(name: str, stage: str, message: str) -> dict:
-    return {"name": name, "stage": stage, "message": f"{name}: {message}"}
+    return {"name": name, "stage": stage, "message": f"{name}: {message}"}   # a model's message never names the clip
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -223,30 +217,25 @@ def read_decisions(out: str | Path) -> pd.DataFrame:
 
 
 # -- Ray Data stages -----------------------------------------------------------------------------
+AUDIO_ONLY = DecodeSettings(want=("audio",), sample_rate=SAMPLE_RATE)
+
+
+def _waveform_cell(rec, clip, track) -> dict:
+    """The clip's 16 kHz mono audio as raw float32 bytes (empty: no audio stream or not decoded)."""
+    audio = clip.audio if clip is not None else None
+    return {"waveform": b"" if audio is None else np.ascontiguousarray(audio, dtype=np.float32).tobytes()}
+
+
 def decode_audio_batch(batch: pd.DataFrame) -> pd.DataFrame:
-    """CPU stage: each clip's 16 kHz mono audio as raw float32 bytes; a bad clip becomes an error
-    string, never an exception."""
-    audio, errors = [], []
-    for rec in batch.itertuples(index=False):
-        data, error = b"", ""
-        try:
-            clip = decode_clip(rec.video, rec.audio, sample_rate=SAMPLE_RATE, want=("audio",))
-            if clip.audio is not None:
-                data = np.ascontiguousarray(clip.audio, dtype=np.float32).tobytes()
-        except MediaError as exc:
-            error = str(exc)
-        except Exception as exc:  # a decoder crash on one clip must not end the job
-            error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
-        audio.append(data)
-        errors.append(error)
-    return batch.assign(waveform=audio, error=errors)
+    """CPU stage: the shared decode-and-quarantine map (`mer_ray.raydata.decode_map`), audio only."""
+    return decode_map(batch, settings=AUDIO_ONLY, cells=_waveform_cell)
 
 
 class DenoiseAndWrite:
     """Actor stage: loads the models once, decides a batch, writes the wavs, then its decisions part."""
 
-    def __init__(self, out: str, cfg: DenoiseConfig, torch_threads: int | None = 1):
-        import_plugins(cfg.plugins)
+    def __init__(self, out: str, cfg: DenoiseConfig, torch_threads: int | None = 1, plugins: tuple[str, ...] = ()):
+        load_plugins((*plugins, *cfg.plugins))   # the driver's --plugin modules, then the config's
         from .asr import create_asr
         from .separators import create_separator
 
@@ -316,15 +305,6 @@ def _check_settings(out: Path, cfg: DenoiseConfig) -> None:
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(cfg.settings(), indent=2)))
 
 
-def _write_errors(out: Path, records: list[dict], decided: set[str]) -> None:
-    path = out / "errors.parquet"
-    by_name = {r["name"]: r for r in (pq.read_table(path).to_pylist() if path.exists() else [])}
-    by_name.update({r["name"]: r for r in records})
-    rows = [by_name[n] for n in sorted(by_name) if n not in decided]
-    table = pa.table({c: pa.array([str(r[c]) for r in rows], pa.string()) for c in ERROR_COLUMNS})
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
-
-
 def _write_audit(out: Path, decisions: pd.DataFrame) -> None:
     """decisions.csv: similarity_<i> and transcript_<i> columns instead of lists."""
     width = max((len(s) for s in decisions["similarities"]), default=0)
@@ -358,16 +338,13 @@ def _write_manifest(out: Path, manifest: pd.DataFrame, decisions: pd.DataFrame) 
 def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, *,
                    progress: bool = True) -> DenoiseSummary:
     """Seed 004's denoise step for every clip of `manifest` not decided in `out` yet; then the
-    decisions table and the new manifest. Needs a running Ray (`ray.init()`)."""
-    import ray
-
-    from mer_ray.raydata import actor_pool_size, dataset_of, gpus_per_actor
+    decisions table and the new manifest. Needs a running Ray (`mer_ray.session.init_ray()`)."""
 
     start = time.perf_counter()
     from .asr import check_asr
     from .separators import check_separator
 
-    import_plugins(cfg.plugins)
+    load_plugins(cfg.plugins)
     check_separator(cfg.separator)   # a wrong path fails here, not in every actor's start
     check_asr(cfg.asr)
     out = Path(out)
@@ -381,21 +358,10 @@ def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, 
     if pending:
         clips = unique.set_index("name").loc[pending].reset_index()[["name", "video", "audio"]].astype(object)
         clips = clips.where(clips.notna(), None)
-        gpus = gpus_per_actor(cfg.gpus_per_actor)
-        actors = actor_pool_size(cfg.actors, len(clips), cfg.batch_size, gpus)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress and ctx.enable_progress_bars
-        ds = (
-            dataset_of(clips)
-            .map_batches(decode_audio_batch, batch_format="pandas", batch_size=8, num_cpus=1)
-            .map_batches(
-                DenoiseAndWrite,
-                fn_constructor_kwargs=dict(out=str(out), cfg=cfg, torch_threads=None if gpus else 1),
-                batch_format="pandas", batch_size=cfg.batch_size,
-                compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors),
-                num_gpus=gpus, num_cpus=0.5 if not gpus else 1,
-            )
-        )
+        # the same resource requests as extraction's decode tasks and encoder actors (mer_ray.raydata)
+        ds = decode_then_actors(clips, decode=decode_audio_batch, actor=DenoiseAndWrite,
+                                actor_kwargs=dict(out=str(out), cfg=cfg), batch_size=cfg.batch_size,
+                                actors=cfg.actors, gpus=cfg.gpus_per_actor, progress=progress)
         for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
             for rec in batch.itertuples(index=False):
                 if rec.stage == "ok":
@@ -404,7 +370,7 @@ def denoise_corpus(manifest: pd.DataFrame, out: str | Path, cfg: DenoiseConfig, 
                     summary.quarantined[rec.stage] += 1
                     errors.append(dict(name=rec.name, stage=rec.stage, message=rec.message))
     decisions = read_decisions(out)
-    _write_errors(out, errors, set(decisions["name"]))
+    ErrorLog(out / "errors.parquet").merge(errors, done=decisions["name"])
     _write_audit(out, decisions)
     _write_manifest(out, manifest, decisions)
     summary.seconds = time.perf_counter() - start

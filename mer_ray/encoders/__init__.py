@@ -1,7 +1,8 @@
 """Encoder registry: a spec string → an `Encoder` (timm's `create_model` pattern).
 
-Adding an encoder is one decorated factory function here or in a family module imported
-below; the feature pipeline only calls `create_encoder(spec)`.
+Adding an encoder is one decorated factory function, `@ENCODERS.register(name, modality=...)`,
+here, in a family module imported below, or in a plugin module (`--plugin`, mer_ray.plugins);
+the feature pipeline only calls `create_encoder(spec)` and reads the registered metadata.
 
 Spec strings:
 
@@ -26,30 +27,36 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
-from .base import LAYER_POOLINGS, MODALITIES, Encoder
+from .base import INPUT_MODALITY, LAYER_POOLINGS, MODALITIES, MODALITY_INPUTS, Encoder
 
-__all__ = ["ENCODERS", "Encoder", "LAYER_POOLINGS", "MODALITIES", "create_encoder",
-           "encoder_modality", "list_encoders", "parse_spec"]
+__all__ = ["ENCODERS", "Encoder", "INPUT_MODALITY", "LAYER_POOLINGS", "MODALITIES", "MODALITY_INPUTS",
+           "create_encoder", "encoder_inputs", "encoder_modality", "list_encoders", "parse_spec"]
 
+# Every family registers with the modality its encoders take, so the pipeline can plan (which
+# inputs to decode) without loading a model; a family whose encoders take inputs in another
+# order or of another kind than its modality's default (MODALITY_INPUTS) says so with `inputs`:
+#
+#     @ENCODERS.register("my-audio-visual", modality="audio+video", inputs=("frames", "audio"))
+#     def my_audio_visual(source=None, **kwargs) -> Encoder: ...
 ENCODERS: Registry[Encoder] = Registry("encoder")
-# family → modality, so the pipeline can plan (which inputs to decode) without loading a model
-FAMILY_MODALITY: dict[str, str] = {}
-
-
-def _family(name: str, modality: str):
-    """Register an encoder factory under `name`, noting the modality its encoders take."""
-    def add(factory):
-        FAMILY_MODALITY[name] = modality
-        return ENCODERS.register(name)(factory)
-    return add
 
 
 def encoder_modality(spec: str) -> str:
     """The modality a spec's encoder takes ('audio', 'video', 'text' or a fused 'audio+video' /
     'audio+text'), without building it."""
     family = parse_spec(spec)[0]
-    ENCODERS.get(family)  # unknown family → the KeyError naming the registered ones
-    return FAMILY_MODALITY[family]
+    modality = ENCODERS.meta(family).get("modality")   # unknown family → the KeyError naming the registered ones
+    if modality not in MODALITIES:
+        raise ValueError(f"encoder {family!r} is registered without a modality (or with {modality!r}); register "
+                         f"it as @ENCODERS.register({family!r}, modality=...) with one of {', '.join(MODALITIES)}")
+    return modality
+
+
+def encoder_inputs(spec: str) -> tuple[str, ...]:
+    """The decoded inputs a spec's encoder takes per clip, in order ('frames', 'audio', 'transcript');
+    a fused encoder gets one tuple of them per clip."""
+    family = parse_spec(spec)[0]
+    return tuple(ENCODERS.meta(family).get("inputs") or MODALITY_INPUTS[encoder_modality(spec)])
 
 
 def _coerce(value: str) -> Any:
@@ -105,22 +112,22 @@ def list_encoders() -> list[str]:
 from . import light as _light  # noqa: E402
 
 
-@_family("logmel-stats", "audio")
+@ENCODERS.register("logmel-stats", modality="audio")
 def logmel_stats(**kwargs: Any) -> Encoder:
     return _light.LogMelStats(**kwargs)
 
 
-@_family("frame-stats", "video")
+@ENCODERS.register("frame-stats", modality="video")
 def frame_stats(**kwargs: Any) -> Encoder:
     return _light.FrameStats(**kwargs)
 
 
-@_family("text-bow", "text")
+@ENCODERS.register("text-bow", modality="text")
 def text_bow(**kwargs: Any) -> Encoder:
     return _light.TextBow(**kwargs)
 
 
-@_family("minilm", "text")
+@ENCODERS.register("minilm", modality="text")
 def minilm(**kwargs: Any) -> Encoder:
     return _light.MiniLM(**kwargs)
 
@@ -130,27 +137,27 @@ def minilm(**kwargs: Any) -> Encoder:
 from . import audio as _audio, text as _text, visual as _visual  # noqa: E402
 
 
-@_family("hf-audio", "audio")
+@ENCODERS.register("hf-audio", modality="audio")
 def hf_audio(source: str | None = None, **kwargs: Any) -> Encoder:
     return _audio.HFAudio(source, **kwargs)
 
 
-@_family("hf-text", "text")
+@ENCODERS.register("hf-text", modality="text")
 def hf_text(source: str | None = None, **kwargs: Any) -> Encoder:
     return _text.HFText(source, **kwargs)
 
 
-@_family("hf-image", "video")
+@ENCODERS.register("hf-image", modality="video")
 def hf_image(source: str | None = None, **kwargs: Any) -> Encoder:
     return _visual.HFImage(source, **kwargs)
 
 
-@_family("timm", "video")
+@ENCODERS.register("timm", modality="video")
 def timm_image(source: str | None = None, **kwargs: Any) -> Encoder:
     return _visual.TimmImage(source, **kwargs)
 
 
-@_family("grid", "video")
+@ENCODERS.register("grid", modality="video")
 def grid(source: str | None = None, *, spec: str = "grid", grid: int = 2, **kwargs: Any) -> Encoder:
     """`grid:<image spec>`: the inner timm / hf-image encoder on stitched frame grids (seed 004)."""
     family, inner, _ = parse_spec(source or "")
@@ -160,7 +167,7 @@ def grid(source: str | None = None, *, spec: str = "grid", grid: int = 2, **kwar
     return ENCODERS.get(family)(inner, spec=spec, grid=grid, **kwargs)
 
 
-@_family("videomae", "video")
+@ENCODERS.register("videomae", modality="video")
 def videomae(source: str | None = None, **kwargs: Any) -> Encoder:
     return _visual.VideoMAE(source, **kwargs)
 
@@ -169,11 +176,11 @@ def videomae(source: str | None = None, **kwargs: Any) -> Encoder:
 from . import audio_text as _audio_text, fused as _fused  # noqa: E402
 
 
-@_family("multimae-der", "audio+video")
+@ENCODERS.register("multimae-der", modality="audio+video")
 def multimae_der(source: str | None = None, **kwargs: Any) -> Encoder:
     return _fused.MultiMAEDER(source, **kwargs)
 
 
-@_family("audio-text", "audio+text")
+@ENCODERS.register("audio-text", modality="audio+text")
 def audio_text(source: str | None = None, **kwargs: Any) -> Encoder:
     return _audio_text.QwenAudioText(source, **kwargs)

@@ -10,11 +10,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["LAYER_POOLINGS", "MODALITIES", "Encoder"]
+__all__ = ["INPUT_MODALITY", "LAYER_POOLINGS", "MODALITIES", "MODALITY_INPUTS", "Encoder"]
 
 # A fused modality's encoder takes one tuple per clip, its parts in the order named:
 # "audio+video" → (frames, waveform) (MultiMAE-DER, seed 002), "audio+text" → (waveform, transcript).
 MODALITIES = ("audio", "video", "text", "audio+video", "audio+text")
+# The decoded inputs an encoder of each modality takes by default (a family may register others).
+MODALITY_INPUTS = {"audio": ("audio",), "video": ("frames",), "text": ("transcript",),
+                   "audio+video": ("frames", "audio"), "audio+text": ("audio", "transcript")}
+INPUT_MODALITY = {"audio": "audio", "frames": "video", "transcript": "text"}   # which stream a clip lacks
 # How a transformer's layers become one sequence of states: the last layer, or the mean (seed 004)
 # or sum (MERTools) of the last four.
 LAYER_POOLINGS = ("last", "last4-mean", "last4-sum")

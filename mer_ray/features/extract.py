@@ -31,22 +31,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import ray
 
 from mer_ray.config import ExtractConfig
-from mer_ray.corpus.media import CROPS, MediaError, decode_clip
-from mer_ray.encoders import create_encoder, encoder_modality
-from mer_ray.faces import FaceSettings, create_detector, decode_face_clip
-from mer_ray.faces.boxes import (box_cells, parse_box_cell, records_json, records_table, summarise,
-                                 track_records, write_box_table)
+from mer_ray.corpus.media import CROPS
+from mer_ray.encoders import INPUT_MODALITY, create_encoder, encoder_inputs
+from mer_ray.faces import FaceSettings, create_detector
+from mer_ray.faces.boxes import box_cells, records_json, records_table, summarise, track_records, write_box_table
 from mer_ray.features.store import FeatureStore
-from mer_ray.raydata import actor_pool_size, dataset_of, decode_and_encode_resources, gpus_per_actor
+from mer_ray.plugins import load_plugins
+from mer_ray.raydata import DecodeSettings, decode_map, decode_then_actors
 
-# Which decoded inputs each modality's encoders take; a fused modality's encoder gets one tuple
-# of them per clip, and a clip lacking any part is missing for that stream.
-MODALITY_INPUT = {"audio": ("audio",), "video": ("frames",), "text": ("transcript",),
-                  "audio+video": ("frames", "audio"), "audio+text": ("audio", "transcript")}
-PART_MODALITY = {"audio": "audio", "frames": "video", "transcript": "text"}
 MISSING = "missing"
 INFO_FILE = ".encoder-info.json"   # written by an encoder actor, read back for meta.json
 FACE_BOXES = "face_boxes.parquet"  # <store>/face_boxes.parquet: the boxes `crop: face` used, per frame
@@ -88,48 +82,29 @@ def _unpack(data: bytes, shape, dtype) -> np.ndarray | None:
     return np.frombuffer(data, dtype=dtype).reshape(shape) if len(data) else None
 
 
+def _extract_cells(rec, clip, track) -> dict:
+    """A decoded clip's cells for the encoder stage: frames and audio packed, its face boxes."""
+    out = {}
+    for key in ("frames", "audio"):
+        out[key], out[f"{key}_shape"] = _pack(getattr(clip, key) if clip is not None else None)
+    out["faces"] = records_json(track_records(rec.name, track)) if track is not None else ""
+    return out
+
+
 def decode_batch(batch: pd.DataFrame, *, num_frames: int, frame_size: int | None, crop: str = "center",
                  need_frames: bool = True, need_audio: bool = True, corruption=None,
                  faces: FaceSettings | None = None) -> pd.DataFrame:
-    """CPU stage: one PyAV decode per clip; a bad clip becomes an error row, never an exception.
+    """CPU stage: one PyAV decode per clip (`mer_ray.raydata.decode_map`); a bad clip becomes an
+    error row, never an exception.
 
     `crop="face"` finds the face here (`faces`: how), unless the clip has stored boxes (a
     `face_box` cell, from the `face_boxes` option); the clip's boxes come back in its `faces` cell
     (face_boxes.parquet rows as JSON). `corruption` (a `mer_ray.corpus.noise.Corruption`)
     corrupts each decoded clip, seeded by its name: the "noisy view" of the labeled clips (seed
     003's MER-NOISE augmentation)."""
-    out = {k: [] for k in ("frames", "frames_shape", "audio", "audio_shape", "error", "faces")}
-    boxes = batch["face_box"] if "face_box" in batch else [None] * len(batch)
-    for rec, box in zip(batch.itertuples(index=False), boxes):
-        frames = audio = None
-        error = face_cell = ""
-        if need_frames or need_audio:
-            try:
-                want = ("video",) * need_frames + ("audio",) * need_audio
-                stored = parse_box_cell(box)
-                if crop == "face" and stored is None and need_frames:
-                    clip, track = decode_face_clip(rec.video, rec.audio, num_frames=num_frames,
-                                                   frame_size=frame_size, settings=faces, want=want)
-                    face_cell = records_json(track_records(rec.name, track)) if track is not None else ""
-                else:
-                    clip = decode_clip(rec.video, rec.audio, num_frames=num_frames, frame_size=frame_size,
-                                       crop="none" if crop == "face" else crop,
-                                       face_box=stored[0] if stored else None,
-                                       margin=stored[1] if stored else 0.0, want=want)
-                frames, audio = clip.frames, clip.audio
-                if corruption is not None:
-                    frames, audio = corruption.apply(rec.name, frames, audio)
-            except MediaError as exc:
-                error = str(exc)
-            except Exception as exc:  # a decoder crash on one clip must not end the job
-                error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
-        for key, array in (("frames", frames), ("audio", audio)):
-            data, shape = _pack(array)
-            out[key].append(data)
-            out[f"{key}_shape"].append(shape)
-        out["error"].append(error)
-        out["faces"].append(face_cell)
-    return batch.drop(columns=["face_box"], errors="ignore").assign(**out)
+    settings = DecodeSettings(want=("video",) * need_frames + ("audio",) * need_audio, num_frames=num_frames,
+                              frame_size=frame_size, crop=crop, faces=faces)
+    return decode_map(batch, settings=settings, cells=_extract_cells, corruption=corruption)
 
 
 def _missing_message(name: str, modality: str, video, stream_modality: str | None = None) -> str:
@@ -146,9 +121,13 @@ class EncodeAndStore:
     """Encoder stage: runs every stream's encoder on a batch and writes one part per stream."""
 
     def __init__(self, store_root: str, streams: dict[str, str], todo: dict[str, list[str]],
-                 torch_threads: int | None = 1, store_cache: str | None = None):
+                 torch_threads: int | None = 1, store_cache: str | None = None, plugins: tuple[str, ...] = ()):
+        load_plugins(plugins)   # the driver's --plugin modules: their encoders are built here
         self.store = FeatureStore(store_root, cache=store_cache)
         self.encoders = {stream: create_encoder(spec) for stream, spec in streams.items()}
+        # which decoded inputs each encoder takes (registered with its family); a fused encoder
+        # gets one tuple of them per clip, and a clip lacking any part is missing for that stream
+        self.inputs = {stream: encoder_inputs(spec) for stream, spec in streams.items()}
         if torch_threads and "torch" in sys.modules:   # light encoders never import torch (seconds)
             sys.modules["torch"].set_num_threads(torch_threads)  # one actor per core: no oversubscription
         self.todo = {stream: set(names) for stream, names in todo.items()}
@@ -171,7 +150,7 @@ class EncodeAndStore:
         face_cells = dict(zip(names, batch["faces"])) if "faces" in batch else {}
         rows = []
         for stream, encoder in self.encoders.items():
-            parts = MODALITY_INPUT[encoder.modality]
+            parts = self.inputs[stream]
             keep = []
             for i, name in enumerate(names):
                 if name not in self.todo[stream]:
@@ -181,7 +160,7 @@ class EncodeAndStore:
                     rows.append((name, stream, "decode", decode_errors[i]))
                 elif absent:
                     rows.append((name, stream, MISSING, _missing_message(
-                        name, PART_MODALITY[absent[0]], batch["video"].iloc[i], encoder.modality)))
+                        name, INPUT_MODALITY[absent[0]], batch["video"].iloc[i], encoder.modality)))
                 else:
                     keep.append(i)
             if not keep:
@@ -241,7 +220,7 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
     summary.clips = len(pending)
     # Only streams with work need a known encoder: features imported from MERTools (npy:) or
     # written by another tool are used as they are.
-    modalities = {encoder_modality(cfg.streams[s]) for s, names in todo.items() if names}
+    inputs = {part for s, names in todo.items() if names for part in encoder_inputs(cfg.streams[s])}
     if pending:
         clips = manifest.drop_duplicates("name").set_index("name").loc[pending].reset_index()
         clips = clips[["name", "video", "audio", "transcript"]].astype(object)
@@ -249,32 +228,15 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
         if cfg.face_boxes:
             clips["face_box"] = box_cells(cfg.face_boxes, clips["name"], cfg.face_margin)
             summary.faces["clips cropped to stored boxes"] = int(clips["face_box"].notna().sum())
-        gpus = gpus_per_actor(cfg.gpus_per_actor)
-        actors = actor_pool_size(cfg.encoder_actors, len(clips), cfg.batch_size, gpus)
-        # GPU actors: separate decode tasks; CPU only: one fused stage (see the function)
-        decode_resources, encode_resources = decode_and_encode_resources(gpus)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress and ctx.enable_progress_bars
-        ds = (
-            dataset_of(clips)
-            .map_batches(
-                decode_batch,
-                fn_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop, corruption=corruption,
-                               faces=faces, need_frames=_needs(modalities, "frames"),
-                               need_audio=_needs(modalities, "audio")),
-                batch_format="pandas", batch_size=8, **decode_resources,
-            )
-            .map_batches(
-                EncodeAndStore,
-                fn_constructor_kwargs=dict(store_root=store.location, store_cache=str(store.root), streams=dict(cfg.streams), todo=todo,
-                                           torch_threads=None if gpus else 1),
-                batch_format="pandas", batch_size=cfg.batch_size,
-                # start the whole pool at once: an actor's start (imports, weights) takes
-                # seconds and overlaps the first decodes only if it begins right away
-                compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors),
-                **encode_resources,
-            )
-        )
+        ds = decode_then_actors(
+            clips, decode=decode_batch,
+            decode_kwargs=dict(num_frames=cfg.num_frames, frame_size=cfg.frame_size, crop=cfg.crop,
+                               corruption=corruption, faces=faces, need_frames="frames" in inputs,
+                               need_audio="audio" in inputs),
+            actor=EncodeAndStore,
+            actor_kwargs=dict(store_root=store.location, store_cache=str(store.root), streams=dict(cfg.streams),
+                              todo=todo),
+            batch_size=cfg.batch_size, actors=cfg.encoder_actors, gpus=cfg.gpus_per_actor, progress=progress)
         errors: dict[str, list[dict]] = {s: [] for s in cfg.streams}
         face_cells: dict[str, str] = {}
         for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
@@ -301,11 +263,6 @@ def extract_features(manifest: pd.DataFrame, store: FeatureStore, cfg: ExtractCo
             store.write_meta(stream, _encoder_info(store, stream, spec))
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _needs(modalities: set[str], part: str) -> bool:
-    """Whether any stream's encoder takes this decoded input (fused streams take two)."""
-    return any(part in MODALITY_INPUT[m] for m in modalities)
 
 
 def _encoder_info(store: FeatureStore, stream: str, spec: str) -> dict:

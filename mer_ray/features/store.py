@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import mer_ray
+from mer_ray.errorlog import ErrorLog
 from mer_ray.storage import Mirror, is_remote
 
-ERROR_COLUMNS = ("name", "stage", "message")
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
@@ -82,16 +82,7 @@ class FeatureStore:
 
     def write_errors(self, stream: str, records: list[dict]) -> None:
         """Quarantined clips: merged with earlier errors, minus clips that have features now."""
-        folder = self.folder(stream)
-        folder.mkdir(parents=True, exist_ok=True)
-        by_name = {r["name"]: r for r in self.errors(stream)}
-        by_name.update({r["name"]: r for r in records})
-        for name in self.stored_names(stream):
-            by_name.pop(name, None)
-        rows = [by_name[n] for n in sorted(by_name)]
-        table = pa.table({c: pa.array([str(r[c]) for r in rows], pa.string()) for c in ERROR_COLUMNS})
-        _atomic_write_table(table, folder / "errors.parquet")
-        self.publish(folder / "errors.parquet")
+        self.publish(ErrorLog(self.folder(stream) / "errors.parquet").merge(records, done=self.stored_names(stream)))
 
     def write_meta(self, stream: str, info: dict) -> None:
         meta = {**info, "stream": stream, "count": len(self.stored_names(stream)),
@@ -119,8 +110,7 @@ class FeatureStore:
         return names
 
     def errors(self, stream: str) -> list[dict]:
-        path = self.folder(stream) / "errors.parquet"
-        return pq.read_table(path).to_pylist() if path.exists() else []
+        return ErrorLog(self.folder(stream) / "errors.parquet").read()
 
     def load(self, stream: str) -> tuple[np.ndarray, np.ndarray]:
         """(names [N], features float32 [N, dim]) sorted by name; duplicates keep the last part."""
