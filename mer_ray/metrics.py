@@ -108,6 +108,13 @@ def uar(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(tp[present] / support[present]))
 
 
+def score_block(y_true: ArrayLike, y_pred: ArrayLike, prefix: str) -> dict[str, float]:
+    """`<prefix>_waf`, `<prefix>_acc`, `<prefix>_uar` to 4 places: the block a round's metrics
+    hold for its test clips ("test") and their MER-NOISE copies ("noisy_test")."""
+    return {f"{prefix}_waf": round(waf(y_true, y_pred), 4), f"{prefix}_acc": round(accuracy(y_true, y_pred), 4),
+            f"{prefix}_uar": round(uar(y_true, y_pred), 4)}
+
+
 def _valence(values: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:

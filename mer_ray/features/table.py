@@ -41,8 +41,18 @@ class FeatureTable:
         return np.flatnonzero(self.split == split)
 
     def index_of(self, names) -> np.ndarray:
-        position = {n: i for i, n in enumerate(self.names)}
-        return np.array([position[n] for n in names], dtype=np.int64)
+        return rows_of(self.names, names)
+
+
+def rows_of(names, wanted, *, where: str = "the feature table") -> np.ndarray:
+    """The row of each of the `wanted` clip names in `names` (the one name → row map); a name
+    that is not there is an error naming it."""
+    position = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in position]
+    if missing:
+        raise KeyError(f"{len(missing)} clip(s) not in {where}, e.g. {missing[0]!r}; were the features or "
+                       f"the corpus changed since these names were written?")
+    return np.array([position[n] for n in wanted], dtype=np.int64)
 
 
 def norm_stats(matrix: np.ndarray, per_column: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ import torch
 from mer_ray.config import RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
-from mer_ray.metrics import accuracy, uar, waf
+from mer_ray.metrics import accuracy, score_block, waf
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
 from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
@@ -323,14 +323,10 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
         for i, spec in enumerate(learners):
             learner_metrics[spec.name]["test_waf"] = round(waf(data.test_labels, probs[i, data.test].argmax(-1)), 4)
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], scores)
-        metrics["test_waf"] = round(waf(data.test_labels, test_pred), 4)
-        metrics["test_acc"] = round(accuracy(data.test_labels, test_pred), 4)
-        metrics["test_uar"] = round(uar(data.test_labels, test_pred), 4)
+        metrics.update(score_block(data.test_labels, test_pred, "test"))
     if len(data.noisy_test):
         noisy_pred = ensemble(cfg.mining.ensemble, probs[:, data.noisy_test], scores)
-        metrics["noisy_test_waf"] = round(waf(data.noisy_test_labels, noisy_pred), 4)
-        metrics["noisy_test_acc"] = round(accuracy(data.noisy_test_labels, noisy_pred), 4)
-        metrics["noisy_test_uar"] = round(uar(data.noisy_test_labels, noisy_pred), 4)
+        metrics.update(score_block(data.noisy_test_labels, noisy_pred, "noisy_test"))
     return metrics
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer_ray.features.table import rows_of
+
 
 def round_dir(run_dir: Path, r: int, *, partial: bool = False) -> Path:
     return run_dir / (f"round-{r}.partial" if partial else f"round-{r}")
@@ -102,7 +104,6 @@ class MiningState:
         saved_state = _state(run_dir)
         state = cls(n_splits=n_splits, complete=list(saved_state["complete"]),
                     stopped=bool(saved_state.get("stopped", False)))
-        position = {n: i for i, n in enumerate(names)}
         for r in state.complete:
             table_path = round_dir(run_dir, r) / "vote_table.parquet"
             if r == 0 or not table_path.exists():
@@ -111,7 +112,7 @@ class MiningState:
             votes = votes[votes["selected"]]
             for k in range(n_splits):
                 part = votes[votes["split"] == k]
-                mined = Mined(np.array([position[n] for n in part["name"]], np.int64),
+                mined = Mined(rows_of(names, part["name"], where=f"the run's features ({table_path})"),
                               part["agreed"].to_numpy(np.int64), part["assigned"].to_numpy(np.int64))
                 state.set_mined(k, mined, replace=revisit)
         if state.complete:
