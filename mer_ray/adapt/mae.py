@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mer_ray.encoders._torch import frames_to_pixels
 from mer_ray.registry import Registry
 
 from .config import PretrainConfig
@@ -58,13 +59,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., H, W, 3] → float [..., 3, H, W], ImageNet-normalised."""
-    x = images.movedim(-1, -3).float().div_(255.0)
-    shape = [1] * (x.ndim - 3) + [3, 1, 1]
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(shape)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(shape)
-    return (x - mean) / std
+def _normalise(images: torch.Tensor, count: int | None = None) -> torch.Tensor:
+    """uint8 [..., T, H, W, 3] → float [..., count, 3, H, W], ImageNet-normalised (the encoders'
+    own frame preparation, `frames_to_pixels`)."""
+    return frames_to_pixels(images, count=count, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def _init_path(cfg: PretrainConfig) -> Path:
@@ -137,10 +135,13 @@ class MAEKind:
     @staticmethod
     def _from(cls_, cfg: PretrainConfig, config: Any, **overrides: Any) -> nn.Module:
         """`cls_(config)` with `cfg.seed`, or `cfg.init` loaded with `overrides` on its config."""
-        torch.manual_seed(cfg.seed)
-        if cfg.init:
-            return cls_.from_pretrained(str(_init_path(cfg)), local_files_only=True, **overrides)
-        return cls_(config)
+        # transformers initialises weights from torch's global RNG: seeded inside a fork, so the
+        # model is the same for a seed and the caller's RNG is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            if cfg.init:
+                return cls_.from_pretrained(str(_init_path(cfg)), local_files_only=True, **overrides)
+            return cls_(config)
 
     @staticmethod
     def _write_extras(folder: Path, side: int, provenance: dict | None) -> None:
@@ -217,14 +218,12 @@ class VideoMAE(MAEKind):
 
     def loss(self, model, frames, generator):
         config = unwrap(model).config
-        batch, count = frames.shape[:2]
-        if count != config.num_frames:   # the cache may hold more or fewer frames than the model takes
-            index = torch.from_numpy(np.linspace(0, count - 1, config.num_frames).round().astype(np.int64))
-            frames = frames[:, index.to(frames.device)]
+        batch = frames.shape[0]
         spatial = (config.image_size // config.patch_size) ** 2
         mask = tube_mask(batch, config.num_frames // config.tubelet_size, spatial,
                          config.mask_ratio, generator).to(frames.device)
-        return model(pixel_values=_normalise(frames), bool_masked_pos=mask).loss
+        # the cache may hold more or fewer frames than the model takes: sampled uniformly
+        return model(pixel_values=_normalise(frames, config.num_frames), bool_masked_pos=mask).loss
 
     def export(self, model, folder, *, provenance=None):
         folder = Path(folder)

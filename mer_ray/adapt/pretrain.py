@@ -33,6 +33,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as 
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from mer_ray.corpus.manifest import read_corpus
+from mer_ray.plugins import load_plugins, loaded
 from mer_ray.session import init_ray
 
 from .clips import pretrain_clips, truth_folder
@@ -98,6 +99,7 @@ def _save(folder: Path, kind: MAEKind, model, optimizer, epoch: int, history: li
 
 def pretrain_loop(config: dict) -> None:
     """Ray Train's train_loop_per_worker: (resume and) run the remaining epochs."""
+    load_plugins(config.get("plugins", ()))   # the driver's --plugin modules (an MAE kind of yours)
     cfg = PretrainConfig.from_dict(config["pretrain"])
     kind = create_mae_kind(cfg.model)
     context = ray.train.get_context()
@@ -233,7 +235,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
 
     trainer = TorchTrainer(
         pretrain_loop,
-        train_loop_config=dict(pretrain=cfg.to_dict(), clips=len(names)),
+        train_loop_config=dict(pretrain=cfg.to_dict(), clips=len(names), plugins=loaded()),
         datasets={"train": dataset},
         scaling_config=worker_scaling(cfg),
         # DDP gradients: NCCL between GPUs, gloo on CPU workers

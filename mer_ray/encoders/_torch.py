@@ -37,6 +37,31 @@ def local_path(source: str | None, spec: str, *, need_config: bool = True) -> Pa
     return path
 
 
+def frames_to_pixels(frames, *, count: int | None = None, size: tuple[int, int] | None = None,
+                     mean=None, std=None, device=None):
+    """uint8 frames `[..., T, H, W, 3]` (numpy or torch) → float `[..., count, 3, h, w]`: `count`
+    frames sampled uniformly over the T (all when None), scaled to [0, 1], resized to `size`
+    (bilinear, antialiased; as they are when None) and normalised by the channel `mean` / `std`
+    (not when None). The one place the frame-based encoders and the MAE adaptation prepare pixels."""
+    import torch
+
+    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+    if device is not None:
+        x = x.to(device)
+    if count is not None and x.shape[-4] != count:
+        index = np.linspace(0, x.shape[-4] - 1, count).round().astype(np.int64)
+        x = x.index_select(x.ndim - 4, torch.from_numpy(index).to(x.device))
+    x = x.movedim(-1, -3).float() / 255.0
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        lead = x.shape[:-3]
+        x = torch.nn.functional.interpolate(x.reshape(-1, *x.shape[-3:]), size=tuple(size), mode="bilinear",
+                                            antialias=True, align_corners=False).reshape(*lead, 3, *size)
+    if mean is not None:
+        shape = [1] * (x.ndim - 3) + [3, 1, 1]
+        x = (x - torch.tensor(mean, device=x.device).view(shape)) / torch.tensor(std, device=x.device).view(shape)
+    return x
+
+
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._torch import TorchEncoder, local_path, pool_layers
+from ._torch import TorchEncoder, frames_to_pixels, local_path, pool_layers
 from .light import _mel_filterbank
 from .visual import _normalisation, _side
 
@@ -188,16 +188,16 @@ class MultiMAEDER(TorchEncoder):
         torch = self._torch
         count = items_per_modality(self.strategy, self.num_frames)
         height = self.side // 2 if self.strategy == "CFAS" else self.side
-        index = np.linspace(0, len(frames) - 1, count).round().astype(np.int64)
-        stack = torch.from_numpy(np.ascontiguousarray(frames[index])).to(self.device)
-        video = self._resize(stack.permute(0, 3, 1, 2).float().div_(255.0), height)
+        index = np.linspace(0, len(frames) - 1, count).round().astype(np.int64)   # also the spectrograms' times
+        video = frames_to_pixels(frames[index], size=(height, self.side), mean=self.mean, std=self.std,
+                                 device=self.device)
         audio = np.asarray(audio, np.float32).reshape(-1)
         times = frame_times(len(frames), index, len(audio) / SAMPLE_RATE)
         grey = self._spectrogram(self._windows(audio, times))                     # [k, F, T]
         spectra = self._resize(grey.unsqueeze(1), height).expand(-1, 3, -1, -1)
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        return fuse((video - mean) / std, (spectra - mean) / std, self.strategy, self.seed)
+        return fuse(video, (spectra - mean) / std, self.strategy, self.seed)
 
     def _windows(self, audio: np.ndarray, times: np.ndarray) -> np.ndarray:
         """`window_seconds` of audio centred on each time, zero-padded past the clip's ends."""

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._torch import TorchEncoder, local_path, pool_layers, read_json
+from ._torch import TorchEncoder, frames_to_pixels, local_path, pool_layers, read_json
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 OPENAI_CLIP_MEAN, OPENAI_CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -70,11 +70,11 @@ class FrameEncoder(TorchEncoder):
     def _images(self, frames: np.ndarray):
         """Frames → normalised model inputs `[N, 3, S, S]` on the device (N frames or grids)."""
         torch = self._torch
-        stack = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        stack = stack.permute(0, 3, 1, 2).float().div_(255.0)          # [T, 3, H, W]
         if self.grid == 1:
-            images = self._resize(stack, self.side)
+            return frames_to_pixels(frames, size=(self.side, self.side), mean=self.mean, std=self.std,
+                                    device=self.device)
         else:
+            stack = frames_to_pixels(frames, device=self.device)          # [T, 3, H, W]
             g = self.grid
             per = g * g
             count = max(1, len(stack) // per)
@@ -87,7 +87,7 @@ class FrameEncoder(TorchEncoder):
                 images = self._resize(images, self.side)
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return (images - mean) / std   # grids: normalised once stitched
 
     def _resize(self, images, side: int):
         if images.shape[-2:] == (side, side):
@@ -204,19 +204,11 @@ class VideoMAE(TorchEncoder):
         torch = self._torch
         rows = np.zeros((len(inputs), self.dim), np.float32)
         present = [i for i, frames in enumerate(inputs) if frames is not None and len(frames)]
-        mean = torch.tensor(self.mean, device=self.device).view(1, 1, 3, 1, 1)
-        std = torch.tensor(self.std, device=self.device).view(1, 1, 3, 1, 1)
         for start in range(0, len(present), self.batch_size):
             picked = present[start : start + self.batch_size]
-            clips = []
-            for i in picked:
-                frames = inputs[i]
-                index = np.linspace(0, len(frames) - 1, self.num_frames).round().astype(np.int64)
-                stack = torch.from_numpy(np.ascontiguousarray(frames[index])).to(self.device)
-                stack = stack.permute(0, 3, 1, 2).float().div_(255.0)
-                clips.append(torch.nn.functional.interpolate(
-                    stack, size=(self.side, self.side), mode="bilinear", antialias=True, align_corners=False))
-            pixels = (torch.stack(clips) - mean) / std                      # [B, T, 3, S, S]
+            pixels = torch.stack([frames_to_pixels(inputs[i], count=self.num_frames, size=(self.side, self.side),
+                                                   mean=self.mean, std=self.std, device=self.device)
+                                  for i in picked])                        # [B, T, 3, S, S]
             with torch.inference_mode(), self._autocast():
                 outputs = self.model(pixel_values=pixels, output_hidden_states=self.pooling != "last")
                 rows[picked] = pool_layers(outputs, self.pooling).float().mean(1).cpu().numpy()
