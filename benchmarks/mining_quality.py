@@ -44,6 +44,8 @@ from record import RESULTS, commit, load_average, write_record  # noqa: E402
 FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "train_seeds", "seconds",
           "summary", "spread", "runs", "spread_runs")
 METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth", "oracle")
+# MiningData's row sets and audit labels (the demo's are saved as plain arrays)
+ROW_SETS = ("train", "dev", "pool", "test", "test_labels", "pool_truth", "canaries", "noisy_test", "noisy_test_labels")
 SKLEARN = ("lr", "lr-self-train", "lr-cb-self-train", "lr-confident-truth")
 
 
@@ -132,7 +134,6 @@ def prepare_demo(seeds: int, folder: Path) -> None:
     """The demo corpus (`python jobs/cyclic_mining.py` with no --corpus) at generator seeds
     0..seeds-1: rendered and extracted once by the product's own path (cached under .cache/),
     its own labeled / unlabeled / test split; the MiningData saved for the pool's processes."""
-    import pickle
     import ray
     from mer_ray.config import RunConfig
     from mer_ray.mining.run import init_ray, prepare_data, resolve
@@ -144,17 +145,30 @@ def prepare_demo(seeds: int, folder: Path) -> None:
             data, _ = prepare_data(cfg)
             truth = np.where(data.table.label >= 0, data.table.label, data.pool_truth)
             truth[data.test] = data.test_labels
-            (folder / f"demo-{g}.pkl").write_bytes(pickle.dumps((data, truth)))
+            save_data(data, truth, folder / f"demo-{g}.npz")
     finally:
         ray.shutdown()
+
+
+def save_data(data, truth: np.ndarray, path: Path) -> None:
+    t = data.table
+    np.savez(path, truth=truth, names=t.names.astype(str), split=t.split.astype(str), label=t.label,
+             valence=t.valence, **{f"stream:{k}": v for k, v in t.streams.items()},
+             **{f"present:{k}": v for k, v in t.present.items()}, **{k: getattr(data, k) for k in ROW_SETS})
 
 
 def load_data(dataset: str, split_seed: int, folder: Path | None):
     """(MiningData, truth [N]): a real data set cut by `split_seed`, or the demo corpus made
     with generator seed `split_seed` (its own split)."""
-    if dataset == "demo":
-        import pickle
-        return pickle.loads((folder / f"demo-{split_seed}.pkl").read_bytes())
+    if dataset == "demo":   # plain arrays, no pickle: what prepare_demo saved
+        from mer_ray.features.table import FeatureTable
+        from mer_ray.mining.cycle import MiningData
+        z = np.load(folder / f"demo-{split_seed}.npz")
+        table = FeatureTable(names=z["names"].astype(object), split=z["split"].astype(object), label=z["label"],
+                             valence=z["valence"],
+                             streams={k[7:]: z[k] for k in z.files if k.startswith("stream:")},
+                             present={k[8:]: z[k] for k in z.files if k.startswith("present:")})
+        return MiningData(table=table, **{k: z[k] for k in ROW_SETS}), z["truth"]
     from mer_ray.viewdata import load_viewset, mining_data
     return mining_data(load_viewset(dataset, seed=split_seed), split_seed)
 
