@@ -216,10 +216,10 @@ def vote(state: MiningState, k: int, splits: list[Split], data: MiningData, poli
     probs = state.split_probs[:, k]                                    # [L, N, C]
     candidates = data.pool if mining.revisit else np.setdiff1d(data.pool, state.mined[k].rows)
     fit_labels = table.label[split.fit_rows]
+    # labeled clips split k fits on, each as predicted by the split that held it out
+    dev_probs, dev_labels = _held_out(state.split_probs, split.fit_rows, splits, table.label)
     context = PolicyContext(
-        # labeled clips split k fits on, each as predicted by the split that held it out
-        dev_probs=_held_out_probs(state.split_probs, split.fit_rows, splits, len(table)),
-        dev_labels=table.label[splits[0].held_out] if len(splits) == 1 else fit_labels, pool_size=len(data.pool), round=r,
+        dev_probs=dev_probs, dev_labels=dev_labels, pool_size=len(data.pool), round=r,
         labeled_prior=np.bincount(fit_labels, minlength=NUM_CLASSES) / max(len(fit_labels), 1),
         cumulative=mining.revisit)
     selection = policy(probs[:, candidates], context)
@@ -237,15 +237,17 @@ def vote(state: MiningState, k: int, splits: list[Split], data: MiningData, poli
     return mined, pd.DataFrame(columns)
 
 
-def _held_out_probs(split_probs: np.ndarray, rows: np.ndarray, splits: list[Split], n_rows: int) -> np.ndarray:
-    """[L, len(rows), C]: each labeled row as predicted by a model that did not fit on it (with
-    folds: the fold that held it out; with a dev split there is one model, so the dev rows)."""
+def _held_out(split_probs: np.ndarray, rows: np.ndarray, splits: list[Split], labels: np.ndarray):
+    """(probs [L, D, C], labels [D]): labeled rows as predicted by a model that did not fit on
+    them, with their labels (with folds: each of `rows` by the fold that held it out; with a dev
+    split there is one model, so the dev rows)."""
     if len(splits) == 1:   # dev split: thresholds from the dev clips (seed 003, Algorithm 1)
-        return split_probs[:, 0, splits[0].held_out]
-    owner = np.zeros(n_rows, np.int64)
+        held = splits[0].held_out
+        return split_probs[:, 0, held], labels[held]
+    owner = np.zeros(len(labels), np.int64)
     for k, s in enumerate(splits):
         owner[s.held_out] = k
-    return split_probs[:, owner[rows], rows]
+    return split_probs[:, owner[rows], rows], labels[rows]
 
 
 def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, best: dict | None,
@@ -261,8 +263,6 @@ def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, b
     drop = best["dev_waf"] - oof_waf
     if mining.adopt == "always":
         return dict(adopted=True, noise=round(noise, 4), reason="adopt: always")
-    if mining.adopt != "oof":
-        raise ValueError(f"mining.adopt must be 'oof' or 'always', got {mining.adopt!r}")
     if drop > mining.adopt_noise * noise:
         return dict(adopted=False, noise=round(noise, 4),
                     reason=f"out-of-fold WAF {oof_waf:.4f} is {drop:.4f} below round {best['round']}'s "
