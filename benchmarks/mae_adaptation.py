@@ -48,7 +48,7 @@ from mer_ray.features.extract import extract_features  # noqa: E402
 from mer_ray.features.store import FeatureStore  # noqa: E402
 from mer_ray.features.table import load_feature_table  # noqa: E402
 from mer_ray.metrics import waf  # noqa: E402
-from mer_ray.mining.cycle import stratified_split  # noqa: E402
+from mer_ray.splits import holdout  # noqa: E402
 from mer_ray.corpus.demo import demo_corpus  # noqa: E402
 from mer_ray.train import fit_learner, predict_proba  # noqa: E402
 
@@ -64,7 +64,7 @@ FIELDS = ("corpus", "clips_pretrained", "held_out_left_out", "transductive", "sc
 def labeled_only_waf(table, stream: str, test_names: dict[str, int], seeds: list[int]) -> dict:
     """Dev and test WAF of a labeled-only learner on one stream, per seed and averaged."""
     labeled = table.rows("train")
-    train, dev = stratified_split(table.label, labeled, 0.2, 0)   # the mining loop's dev split (seed 0)
+    train, dev = holdout(table.label, labeled, 0.2, 0)   # the mining loop's dev split (seed 0)
     test = np.array([i for i, n in enumerate(table.names) if n in test_names], dtype=np.int64)
     test_labels = np.array([test_names[n] for n in table.names[test]])
     spec = LearnerSpec("V", (stream,), fusion="concat-mlp")

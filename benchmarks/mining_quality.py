@@ -98,7 +98,8 @@ def run_sklearn(method: str, data, truth) -> dict:
 def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     import torch
     from mer_ray.config import RunConfig, apply_preset
-    from mer_ray.mining.cycle import final_round, run_rounds, stratified_split
+    from mer_ray.mining.cycle import final_round, run_rounds
+    from mer_ray.splits import holdout
 
     torch.set_num_threads(1)
     cfg = RunConfig(seed=seed)
@@ -115,7 +116,7 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     if method != "oracle" and overrides:
         mining = dataclasses.replace(mining, **overrides)
     if mining.folds < 2:
-        train, dev = stratified_split(data.table.label, data.train, mining.dev_fraction, seed)
+        train, dev = holdout(data.table.label, data.train, mining.dev_fraction, seed)
         data = dataclasses.replace(data, train=train, dev=dev)
     cfg = dataclasses.replace(cfg, mining=mining, train_workers=0)
     with tempfile.TemporaryDirectory() as run_dir:

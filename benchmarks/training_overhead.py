@@ -71,11 +71,12 @@ def learners(epochs: int):
 
 
 def make_data(n_labeled: int, n_pool: int, seed: int, dev_fraction: float):
-    from mer_ray.mining.cycle import MiningData, stratified_split
+    from mer_ray.mining.cycle import MiningData
+    from mer_ray.splits import holdout
     from mer_ray.synthetic import synthetic_table
 
     table, truth = synthetic_table(n_labeled, n_pool, DIMS, seed=seed, separation=1.5)
-    train, dev = stratified_split(table.label, table.rows("train"), dev_fraction, seed)
+    train, dev = holdout(table.label, table.rows("train"), dev_fraction, seed)
     pool = table.rows("unlabeled")
     none = np.zeros(0, np.int64)
     return MiningData(table=table, train=train, dev=dev, pool=pool, test=none, test_labels=none,

@@ -36,6 +36,7 @@ from mer_ray.features.table import FeatureTable
 from mer_ray.labels import NUM_CLASSES
 from mer_ray.learners import LearnerOutput, create_learner, multitask_loss
 from mer_ray.metrics import waf
+from mer_ray.splits import stratified_folds
 
 __all__ = [
     "CVResult",
@@ -50,7 +51,6 @@ __all__ = [
     "fit_splits",
     "fold_seed",
     "predict_proba",
-    "stratified_folds",
 ]
 
 
@@ -259,27 +259,6 @@ def fit_learner(spec: LearnerSpec, table: FeatureTable, train_rows: np.ndarray, 
 
 
 # ---- k-fold cross-validation (seed 003) ------------------------------------------------------
-
-def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """Deterministic stratified k-fold split: positions into `labels`, one sorted array per fold.
-
-    Each class is shuffled and dealt round-robin over the folds, the dealer carrying on from
-    class to class, so every fold has the same class mix and fold sizes differ by at most one.
-    """
-    labels = np.asarray(labels)
-    if k < 2:
-        raise ValueError(f"k-fold CV needs at least 2 folds, got {k}")
-    if len(labels) < k:
-        raise ValueError(f"{k}-fold CV needs at least {k} labeled rows, got {len(labels)}")
-    rng = np.random.default_rng(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    dealer = 0
-    for c in np.unique(labels):
-        for position in rng.permutation(np.flatnonzero(labels == c)):
-            folds[dealer].append(int(position))
-            dealer = (dealer + 1) % k
-    return [np.array(sorted(f), dtype=np.int64) for f in folds]
-
 
 def fold_splits(rows: np.ndarray, labels: np.ndarray, k: int, seed: int) -> list[Split]:
     """k stratified folds of the labeled `rows` as Splits (fit on k-1 folds, held out: one)."""

@@ -174,6 +174,34 @@ def test_cross_attention_rejects_hidden_not_divisible_by_heads():
         create_learner("cross-attention", STREAM_DIMS, hidden=18, num_heads=4)
 
 
+def test_a_fusion_option_reaches_the_model_and_its_default_is_recorded():
+    learner = create_learner("fbp", STREAM_DIMS, hidden=16, rank=2)
+    assert learner.rank == 2 and learner.config["rank"] == 2
+    assert create_learner("fbp", STREAM_DIMS, hidden=16).config["rank"] == FUSIONS.meta("fbp")["options"]["rank"]
+    heads = create_learner("cross-attention", STREAM_DIMS, hidden=16, num_heads=2)
+    assert heads.attention.num_heads == 2
+
+
+def test_an_option_the_fusion_does_not_take_is_refused_with_the_ones_it_does():
+    with pytest.raises(ValueError, match=r"'fbp' takes no option 'num_heads' \(its options: rank\)"):
+        create_learner("fbp", STREAM_DIMS, hidden=16, num_heads=2)
+    with pytest.raises(ValueError, match=r"its options: none"):
+        create_learner("attention", STREAM_DIMS, hidden=16, rank=4)
+
+
+def test_a_misspelt_fusion_option_in_a_config_stops_the_run_before_any_work():
+    import dataclasses
+    from mer_ray.config import LearnerSpec, RunConfig
+    from mer_ray.mining.resolve import resolve_learners
+
+    bad = LearnerSpec("M3", ("text", "video"), fusion="fbp", options={"rnak": 2})
+    cfg = dataclasses.replace(RunConfig(), learners=(bad,))
+    with pytest.raises(ValueError, match="learner M3: fusion 'fbp' takes no option 'rnak'"):
+        resolve_learners(cfg)
+    good = dataclasses.replace(bad, options={"rank": 2})
+    assert resolve_learners(dataclasses.replace(cfg, learners=(good,))).learners[0].options == {"rank": 2}
+
+
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_single_stream_learner_works(fusion):
     learner = create_learner(fusion, {"audio": 8}, hidden=16)

@@ -6,8 +6,9 @@ import pytest
 from mer_ray.mining.ensemble import ensemble, ranked_mode
 from mer_ray.config import MiningConfig
 from mer_ray.mining.policies import (
-    POLICIES, PolicyContext, assign_learners, create_policy, split_evenly,
+    POLICIES, PolicyContext, assign_learners, create_policy,
 )
+from mer_ray.splits import deal
 from mer_ray.mining.state import Mined, MiningState
 
 
@@ -104,19 +105,23 @@ def test_caps_keep_the_most_confident_within_round_and_class_shares():
     assert np.flatnonzero(sel.selected).tolist() == [0, 1, 2]
 
 
-def test_split_evenly_is_disjoint_balanced_and_stratified():
+def test_even_split_is_disjoint_balanced_stratified_and_independent_of_order():
     rng = np.random.default_rng(0)
     rows = rng.permutation(1000)[:103]
     labels = rng.integers(0, 6, size=103)
-    shares = split_evenly(rows, labels, 4, seed=1)
+    shares = deal(labels, 4, seed=1, keys=rows)
     together = np.concatenate(shares)
     assert sorted(together.tolist()) == list(range(103))          # disjoint and complete
     assert max(map(len, shares)) - min(map(len, shares)) <= 1     # even
     for c in range(6):                                            # every learner gets each class
         per = [int((labels[s] == c).sum()) for s in shares]
         assert max(per) - min(per) <= 1
-    again = split_evenly(rows, labels, 4, seed=1)
+    again = deal(labels, 4, seed=1, keys=rows)
     assert all(np.array_equal(a, b) for a, b in zip(shares, again))
+    # the same clips in another order: every clip trains the same learner
+    order = rng.permutation(103)
+    assigned = assign_learners(rows, labels, 4, "even", seed=1)
+    assert np.array_equal(assign_learners(rows[order], labels[order], 4, "even", seed=1), assigned[order])
 
 
 def test_ranked_mode_drops_lowest_ranked_learner_until_mode_is_unique():

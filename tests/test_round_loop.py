@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mer_ray.config import LearnerSpec, MiningConfig, RunConfig
-from mer_ray.mining.cycle import run_rounds, stratified_split
+from mer_ray.mining.cycle import run_rounds
+from mer_ray.splits import holdout
 from mer_ray.viewdata import load_viewset, mining_data
 
 LINEAR = dict(fusion="linear", lr=1e-2, dropout=0.0, weight_decay=1e-3, max_epochs=30, patience=5)
@@ -20,7 +21,7 @@ LEARNERS = (LearnerSpec("A", ("audio", "text", "video"), **LINEAR), LearnerSpec(
 
 def test_class_quantile_mines_through_the_round_loop_with_a_dev_split(tmp_path, one_torch_thread):
     data, truth = mining_data(load_viewset("digits", seed=1), 1)
-    train, dev = stratified_split(data.table.label, data.train, 0.3, 1)
+    train, dev = holdout(data.table.label, data.train, 0.3, 1)
     data = dataclasses.replace(data, train=train, dev=dev)
     mining = MiningConfig(rounds=1, folds=0, policy=("vote", "class-quantile"), quantile_eta=0.5, adopt="always")
     cfg = RunConfig(seed=1, train_workers=0, learners=LEARNERS, mining=mining)

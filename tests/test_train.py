@@ -9,9 +9,10 @@ import torch
 
 from mer_ray.config import LearnerSpec
 from mer_ray.metrics import accuracy
+from mer_ray.splits import stratified_folds
 from mer_ray.synthetic import synthetic_table
 from mer_ray.train import (
-    CVResult, FoldEnsemble, cross_validate, fit_learner, predict_proba, stratified_folds,
+    CVResult, FoldEnsemble, cross_validate, fit_learner, predict_proba,
 )
 
 DIMS = {"audio": 24, "text": 16, "video": 32}

@@ -5,7 +5,8 @@ from mer_ray.learners.fusions import (
     FusionLearner,
     LearnerOutput,
     create_learner,
+    fusion_options,
     multitask_loss,
 )
 
-__all__ = ["FUSIONS", "FusionLearner", "LearnerOutput", "create_learner", "multitask_loss"]
+__all__ = ["FUSIONS", "FusionLearner", "LearnerOutput", "create_learner", "fusion_options", "multitask_loss"]

@@ -23,6 +23,7 @@ from mer_ray.registry import Registry
 
 __all__ = [
     "FUSIONS",
+    "fusion_options",
     "FusionLearner",
     "LearnerOutput",
     "create_learner",
@@ -266,34 +267,47 @@ class LinearFusion(FusionLearner):
         return self.heads(self.dropout(torch.cat(self.ordered_inputs(streams), dim=1)))
 
 
-@FUSIONS.register("linear")
+@FUSIONS.register("linear", options={})
 def linear(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Logistic regression over the concatenated streams (multitask: + a linear valence head)."""
     return LinearFusion(stream_dims, **kwargs)
 
 
-@FUSIONS.register("attention")
+@FUSIONS.register("attention", options={})
 def attention(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Seed 003 attention fusion."""
     return AttentionFusion(stream_dims, **kwargs)
 
 
-@FUSIONS.register("cross-attention")
+@FUSIONS.register("cross-attention", options={"num_heads": 4})
 def cross_attention(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Seed 004 cross-modal attention with per-branch predictions; option `num_heads`."""
     return CrossAttentionFusion(stream_dims, **kwargs)
 
 
-@FUSIONS.register("fbp")
+@FUSIONS.register("fbp", options={"rank": 4})
 def fbp(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Seed 000 factorized bilinear pooling with attention; option `rank` (k factors)."""
     return FactorizedBilinearFusion(stream_dims, **kwargs)
 
 
-@FUSIONS.register("concat-mlp")
+@FUSIONS.register("concat-mlp", options={})
 def concat_mlp(stream_dims: dict[str, int], **kwargs: Any) -> FusionLearner:
     """Concatenate the streams, then an MLP."""
     return ConcatMLP(stream_dims, **kwargs)
+
+
+def fusion_options(fusion: str, given: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """The options of fusion `fusion`: its registered defaults (`@FUSIONS.register(name,
+    options={...})`) updated with `given`; an option the fusion does not take is refused with
+    the ones it does, before any model is built."""
+    defaults = FUSIONS.meta(fusion).get("options", {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise ValueError(f"{where}fusion {fusion!r} takes no option {', '.join(map(repr, unknown))} "
+                         f"(its options: {known})")
+    return {**defaults, **given}
 
 
 def create_learner(
@@ -308,10 +322,12 @@ def create_learner(
 ) -> FusionLearner:
     """Build the fusion learner registered as `fusion` over `stream_dims` ({name: dim}).
 
-    `options` go to that fusion only (`num_heads` for cross-attention, `rank` for fbp).
+    `options` go to that fusion only: the ones it registered (`num_heads` for cross-attention,
+    `rank` for fbp), defaults filled in; any other is refused.
     `learner.config` holds the arguments, so `create_learner(**learner.config)` rebuilds it
     (e.g. before loading a checkpoint's state dict).
     """
+    options = fusion_options(fusion, options)
     learner = FUSIONS.create(
         fusion, stream_dims=dict(stream_dims), hidden=hidden, dropout=dropout,
         num_classes=num_classes, valence_head=valence_head, **options,

@@ -63,18 +63,6 @@ class MiningData:
 NOISY_TEST_KEYS = ("noisy_test_waf", "noisy_test_acc", "noisy_test_uar")
 
 
-def stratified_split(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int):
-    """Deterministic per-class split of `rows` into (rest, a `fraction` of each class)."""
-    rng = np.random.default_rng(seed)
-    dev = []
-    for c in np.unique(labels[rows]):
-        members = rows[labels[rows] == c]
-        take = int(round(len(members) * fraction)) if len(members) > 1 else 0
-        dev.extend(rng.permutation(members)[:take])
-    dev = np.array(sorted(dev), dtype=np.int64)
-    return np.setdiff1d(rows, dev), dev
-
-
 def labeled_splits(cfg: RunConfig, data: MiningData) -> list[Split]:
     """Seed 003's k stratified folds of every labeled clip, or the one dev split."""
     if cfg.mining.folds >= 2:

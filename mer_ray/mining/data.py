@@ -9,7 +9,8 @@ import numpy as np
 from mer_ray.config import RunConfig
 from mer_ray.corpus.truth import Truth
 from mer_ray.features.table import FeatureTable
-from mer_ray.mining.cycle import MiningData, stratified_split
+from mer_ray.mining.cycle import MiningData
+from mer_ray.splits import holdout
 
 
 def mining_data(cfg: RunConfig, table: FeatureTable, truth: Truth, *,
@@ -19,10 +20,10 @@ def mining_data(cfg: RunConfig, table: FeatureTable, truth: Truth, *,
     labeled = np.setdiff1d(table.rows("train"), noisy_rows)
     # with folds every labeled clip is fitted and held out once (seed 003): no dev split
     dev_fraction = 0.0 if cfg.mining.folds >= 2 else cfg.mining.dev_fraction
-    train, dev = stratified_split(table.label, labeled, dev_fraction, cfg.seed)
+    train, dev = holdout(table.label, labeled, dev_fraction, cfg.seed)
     # canaries: labeled clips hidden from training and put in the pool, so pseudo-label
     # precision is measured on real labels too, not only on the demo's truth
-    train, canaries = stratified_split(table.label, train, cfg.mining.canary_fraction, cfg.seed + 1)
+    train, canaries = holdout(table.label, train, cfg.mining.canary_fraction, cfg.seed + 1)
     # a noisy view trains only beside its own clean clip: the split is by source clip, so the
     # dev split (and the canaries) never see a copy of a clip the learners fit on
     train = np.union1d(train, noisy_rows[np.isin(noisy_source, train)])

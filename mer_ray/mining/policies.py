@@ -27,6 +27,7 @@ import numpy as np
 from mer_ray.config import MiningConfig
 from mer_ray.labels import label_index
 from mer_ray.registry import Registry
+from mer_ray.splits import deal
 
 
 @dataclass
@@ -249,25 +250,8 @@ def assign_learners(rows: np.ndarray, labels: np.ndarray, n_learners: int, how: 
         return assigned
     if how != "even":
         raise ValueError(f"mining.split must be 'even' or 'all', got {how!r}")
-    for learner, share in enumerate(split_evenly(rows, labels, n_learners, seed=seed)):
+    # seed 004: divide the mined set evenly and disjointly, every learner the same class mix;
+    # keyed by row id, so the shares do not depend on the order the clips came in
+    for learner, share in enumerate(deal(labels, n_learners, seed, keys=rows)):
         assigned[share] = learner
     return assigned
-
-
-def split_evenly(rows: np.ndarray, labels: np.ndarray, n_learners: int, seed: int) -> list[np.ndarray]:
-    """Seed 004: divide the mined set evenly and disjointly across the learners.
-
-    Class-stratified: each class is shuffled and dealt round-robin, the dealer carrying on from
-    class to class, so every learner gets the same class mix and totals differ by at most one.
-    Returns positions into `rows`/`labels` for each learner.
-    """
-    rng = np.random.default_rng(seed)
-    shares: list[list[int]] = [[] for _ in range(n_learners)]
-    dealer = 0
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        members = members[np.argsort(rows[members], kind="stable")]   # independent of input order
-        for position in rng.permutation(members):
-            shares[dealer].append(position)
-            dealer = (dealer + 1) % n_learners
-    return [np.array(sorted(s), dtype=np.int64) for s in shares]

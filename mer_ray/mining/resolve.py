@@ -10,6 +10,7 @@ from mer_ray.config import DEFAULT_LEARNERS, RunConfig
 from mer_ray.corpus.demo import demo_corpus
 from mer_ray.features.sources import canonical, stream_modality
 from mer_ray.features.store import FeatureStore
+from mer_ray.learners import FUSIONS, fusion_options
 from mer_ray.mining.learner_streams import check_learner_streams, default_learners
 from mer_ray.storage import Mirror, is_remote, join
 
@@ -44,6 +45,10 @@ def resolve_learners(cfg: RunConfig) -> RunConfig:
         modalities = {name: stream_modality(name, spec, store) for name, spec in streams.items()}
         cfg = dataclasses.replace(cfg, learners=default_learners(modalities))
     check_learner_streams(cfg.learners, streams)
+    for spec in cfg.learners:   # a misspelt fusion or option stops the run here, not at round 0
+        if spec.fusion not in FUSIONS:
+            raise ValueError(f"learner {spec.name}: unknown fusion {spec.fusion!r}; registered: {', '.join(FUSIONS.names())}")
+        fusion_options(spec.fusion, spec.options, where=f"learner {spec.name}: ")
     return cfg
 
 
