@@ -89,7 +89,7 @@ def decode_map(batch: pd.DataFrame, *, settings: DecodeSettings, cells: Callable
     cell naming it, never an exception, and the rest of the batch goes on.
 
     `cells(rec, clip, track)` turns a decoded clip (None when it failed) into the stage's own
-    columns; `corruption` (a `mer_ray.corpus.noise.Corruption`) corrupts each decoded clip,
+    columns (an `error` among them: the stage's own reason to skip a decoded clip); `corruption` (a `mer_ray.corpus.noise.Corruption`) corrupts each decoded clip,
     seeded by its name (seed 003's MER-NOISE noisy view). A `face_box` column is consumed."""
     from mer_ray.corpus.media import DecodedClip, MediaError
 
@@ -109,7 +109,9 @@ def decode_map(batch: pd.DataFrame, *, settings: DecodeSettings, cells: Callable
             except Exception as exc:  # a decoder crash on one clip must not end the job
                 clip, track = None, None
                 error = f"{rec.name}: unexpected decode failure: {type(exc).__name__}: {exc}"
-        for key, value in cells(rec, clip, track).items():
+        values = cells(rec, clip, track)
+        error = error or values.pop("error", "")
+        for key, value in values.items():
             out.setdefault(key, []).append(value)
         errors.append(error)
     return batch.drop(columns=["face_box"], errors="ignore").assign(**out, error=errors)

@@ -39,6 +39,7 @@ import yaml
 
 from mer_ray.config import LearnerSpec, RunConfig
 from mer_ray.features.table import FeatureTable
+from mer_ray.plugins import loaded
 from mer_ray.session import init_ray
 
 log = logging.getLogger(__name__)
@@ -130,13 +131,16 @@ def tuned_spec(base: LearnerSpec, config: dict[str, Any]) -> LearnerSpec:
     return dataclasses.replace(base, **values)
 
 
-def _trial(config: dict[str, Any], data: TuneData) -> None:
-    """One Tune trial: seed 003's k-fold CV of one configuration, reporting every epoch."""
+def _trial(config: dict[str, Any], data: TuneData, plugins: tuple[str, ...] = ()) -> None:
+    """One Tune trial: seed 003's k-fold CV of one configuration, reporting every epoch.
+    `plugins`: the driver's --plugin modules, whose fusions the trial may be asked to build."""
     import torch
     from ray import tune
 
+    from mer_ray.plugins import load_plugins
     from mer_ray.train import cross_validate
 
+    load_plugins(plugins)
     torch.set_num_threads(1)      # one trial per core; also makes trials reproducible
     base = LearnerSpec(**{**config["learner"], "streams": tuple(config["learner"]["streams"])})
     spec = dataclasses.replace(tuned_spec(base, config), max_epochs=config["max_epochs"],
@@ -193,7 +197,7 @@ def tune_learners(table: FeatureTable, rows: np.ndarray, learners: tuple[Learner
         raise ValueError(f"the feature table has no stream(s) {sorted(missing)}; it has {sorted(subset.streams)}")
     init_ray()
     # One wrapped trainable for every learner: the table goes into the object store once.
-    trainable = tune.with_parameters(_trial, data=TuneData(subset, subset.label))
+    trainable = tune.with_parameters(_trial, data=TuneData(subset, subset.label), plugins=loaded())
     settings = yaml.safe_dump(_plain(dataclasses.asdict(search)), sort_keys=False)
     saved = out / "search.yaml"
     if saved.exists() and saved.read_text() != settings:

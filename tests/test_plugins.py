@@ -1,5 +1,6 @@
-"""`--plugin MODULE`: an encoder and a selection policy defined outside mer-ray, in a file of
-their own, reach the Ray Data encoder actors and the Ray Train worker that run them."""
+"""`--plugin MODULE`: an encoder, a fusion and a selection policy defined outside mer-ray, in a
+file of their own, reach the Ray Data encoder actors, the Ray Train worker and the Ray Tune
+trials that run them."""
 import json
 import os
 import textwrap
@@ -9,19 +10,21 @@ import pytest
 from mer_ray.config import ExtractConfig, LearnerSpec, MiningConfig, RunConfig
 
 PLUGIN = '''
-import json, os
+import json, os, time
 from dataclasses import replace
 
 import numpy as np
 
 from mer_ray.encoders import ENCODERS, Encoder
+from mer_ray.learners import FUSIONS
+from mer_ray.learners.fusions import LinearFusion
 from mer_ray.mining.policies import POLICIES
 
 MARKS = {marks!r}
 
 
 def mark(what):
-    with open(os.path.join(MARKS, f"{{what}}-{{os.getpid()}}"), "w") as f:
+    with open(os.path.join(MARKS, f"{{what}}-{{os.getpid()}}-{{time.time_ns()}}"), "w") as f:
         f.write(what)
 
 
@@ -39,6 +42,13 @@ class ToyAudio(Encoder):
 @ENCODERS.register("toy-audio", modality="audio")
 def toy_audio(**kwargs):
     return ToyAudio(**kwargs)
+
+
+@FUSIONS.register("toy-linear", options={{"scale": 1.0}})
+def toy_linear(stream_dims, scale=1.0, **kwargs):
+    """A linear fusion whose factory leaves a mark where it is built."""
+    mark("fusion")
+    return LinearFusion(stream_dims, **kwargs)
 
 
 @POLICIES.register("toy-half")
@@ -79,7 +89,7 @@ def test_a_plugin_encoder_and_policy_run_in_the_actors_and_the_train_worker(ray_
 
     assert encoder_modality("toy-audio") == "audio"   # its registered metadata, no side table
     learners = (LearnerSpec("A", ("audio", "text"), fusion="linear", max_epochs=5),
-                LearnerSpec("B", ("audio", "text"), fusion="concat-mlp", max_epochs=5))
+                LearnerSpec("B", ("audio", "text"), fusion="toy-linear", max_epochs=5, options={"scale": 2.0}))
     cfg = RunConfig(corpus=str(small_corpus), out=str(tmp_path / "run"), store=str(tmp_path / "store"),
                     train_workers=1, learners=learners,
                     extract=ExtractConfig(streams={"audio": "toy-audio", "text": "text-bow"}, encoder_actors=1),
@@ -92,7 +102,21 @@ def test_a_plugin_encoder_and_policy_run_in_the_actors_and_the_train_worker(ray_
     assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["mined"] > 0
     # both ran in processes Ray started (an encoder actor, the Ray Train worker), not only here
     marks = {p.name.split("-")[0] for p in plugin.iterdir() if p.name.split("-")[1] != str(os.getpid())}
-    assert marks == {"encoder", "policy"}
+    assert marks == {"encoder", "fusion", "policy"}
+
+
+def test_a_plugin_fusion_is_built_in_the_tune_trials(ray_session, plugin, tmp_path):
+    from mer_ray.synthetic import synthetic_table
+    from mer_ray.tune import SearchConfig, tune_learners
+
+    table, _ = synthetic_table(40, 0, {"audio": 6, "text": 4}, seed=0, separation=3.0)
+    before = set(plugin.iterdir())
+    path = tune_learners(table, table.rows("train"), (LearnerSpec("T", ("audio", "text"), fusion="toy-linear"),),
+                         tmp_path / "tune", SearchConfig(samples=1, max_epochs=1, grace_epochs=1, folds=2, patience=1),
+                         verbose=0)
+    assert path.exists()
+    built = {p.name.split("-")[0] for p in set(plugin.iterdir()) - before if p.name.split("-")[1] != str(os.getpid())}
+    assert built == {"fusion"}
 
 
 def test_an_encoder_registered_without_a_modality_says_how_to_register_it():

@@ -20,15 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_ray.corpus.media import MediaError
-from mer_ray.raydata import dataset_of
+from mer_ray.raydata import DecodeSettings, dataset_of, decode_map
 
 from .boxes import read_box_table, records_json, records_table, summarise, track_records, write_box_table
 from .detectors import create_detector
-from .stage import decode_face_clip
 from .track import FaceSettings
 
-__all__ = ["FacesSummary", "decode_faces_batch", "detect_corpus_faces"]
+__all__ = ["FacesSummary", "detect_corpus_faces"]
 
 
 @dataclass
@@ -46,25 +44,11 @@ class FacesSummary:
                 f"skipped: {self.skipped}")
 
 
-def decode_faces_batch(batch: pd.DataFrame, *, num_frames: int, settings: FaceSettings) -> pd.DataFrame:
-    """CPU task: per clip, its face_boxes rows as one JSON cell, or the reason it has none."""
-    cells, errors = [], []
-    for rec in batch.itertuples(index=False):
-        cell = error = ""
-        try:
-            _, track = decode_face_clip(rec.video, None, num_frames=num_frames, frame_size=None,
-                                        settings=settings, want=("video",))
-            if track is None:
-                error = f"{rec.name}: no video stream in {rec.video}; no face to find"
-            else:
-                cell = records_json(track_records(rec.name, track))
-        except MediaError as exc:
-            error = str(exc)
-        except Exception as exc:  # one broken clip must not end the job
-            error = f"{rec.name}: unexpected failure: {type(exc).__name__}: {exc}"
-        cells.append(cell)
-        errors.append(error)
-    return pd.DataFrame({"name": list(batch["name"]), "records": cells, "error": errors})
+def _records_cell(rec, clip, track) -> dict:
+    """A decoded clip's face_boxes rows as one JSON cell, or why it has none."""
+    if clip is not None and track is None:
+        return {"records": "", "error": f"{rec.name}: no video stream in {rec.video}; no face to find"}
+    return {"records": records_json(track_records(rec.name, track)) if track is not None else ""}
 
 
 def _parts(out: Path) -> Path:
@@ -107,8 +91,10 @@ def detect_corpus_faces(manifest: pd.DataFrame, out: str | Path, settings: FaceS
     if len(clips):
         parts.mkdir(parents=True, exist_ok=True)
         _settings_path(out).write_text(json.dumps(wanted))
+        # extraction's decode-and-quarantine map, its crop: face path: the same boxes it would find
+        decode = DecodeSettings(want=("video",), num_frames=num_frames, crop="face", faces=settings)
         ds = dataset_of(clips, rows_per_block=batch_size).map_batches(
-            decode_faces_batch, fn_kwargs=dict(num_frames=num_frames, settings=settings),
+            decode_map, fn_kwargs=dict(settings=decode, cells=_records_cell),
             batch_format="pandas", batch_size=batch_size, num_cpus=1)
         for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
             skipped.update({n: e for n, e in zip(batch["name"], batch["error"]) if e})

@@ -31,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     add_common(p, corpus=False)
     args = parse(p, argv)
 
-    from mer_ray.session import init_ray
-
     import dataclasses
 
     import yaml
@@ -51,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     changes = {"samples": args.samples, "max_epochs": args.max_epochs, "folds": args.folds, "seed": args.seed}
     search = dataclasses.replace(search, **{k: v for k, v in changes.items() if v is not None})
     print("mer-ray tune, search:\n" + yaml.safe_dump(dataclasses.asdict(search), sort_keys=False), flush=True)
-    init_ray()
     path = tune_from_store(cfg, cfg.out, search)
     print(f"best configurations in {path}; use: mer-ray mine --learners {path}")
     return 0
