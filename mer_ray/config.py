@@ -90,14 +90,9 @@ class MiningConfig:
     rounds: int = 4
     # selection: a selector then filters, from mer_ray.mining.policies (e.g. vote, class-quota, cap)
     policy: tuple[str, ...] = ("vote", "class-quota")
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)   # per-policy parameters, e.g. {class-quota: {share_per_round: 0.3}}
-    agree: int = 3                # vote: keep a clip when >= `agree` learners give the same label
-    min_confidence: float = 0.0   # vote: minimum mean softmax of the agreeing learners
-    confidence_threshold: float = 0.8   # confidence (seed 000)
-    quantile_eta: float = 0.5     # class-quantile (seed 003, Algorithm 1): share kept per class
-    minority_classes: tuple[str, ...] = ("surprise", "worried", "sad")   # minority (seed 000)
-    max_share_per_round: float = 1.0    # cap: share of the pool mined per round at most
-    max_share_per_class: float = 1.0    # cap: share of the pool mined per class per round at most
+    # each link's own parameters, declared with it in mer_ray.mining.policies, e.g.
+    # {vote: {agree: 3}, class-quota: {share_per_round: 0.3}}; a link not named takes its defaults
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # every round re-votes the whole pool and the selection *replaces* the mined set, so a clip
     # whose vote no longer holds leaves the training sets (seed 004 only adds: revisit false)
     revisit: bool = True
@@ -130,10 +125,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed 004 as the paper states it: >= 3 of 4 agree, the mined clips split evenly across the
     # learners and added for good, N rounds, the last round's ranked-mode ensemble; learners
     # early-stopped on a labeled dev split
-    "seed004": dict(policy=("vote",), options={}, agree=3, min_confidence=0.0, revisit=False, split="even",
-                    mined_weight=1.0, adopt="always", folds=0, rounds=3, ensemble="ranked-mode",
-                    max_share_per_round=1.0, max_share_per_class=1.0),
+    "seed004": dict(policy=("vote",), options={"vote": {"agree": 3, "min_confidence": 0.0}}, revisit=False,
+                    split="even", mined_weight=1.0, adopt="always", folds=0, rounds=3, ensemble="ranked-mode"),
 }
+
+# MiningConfig fields that became a policy's own parameters: an old config gets told where
+MOVED = {"agree": "options.vote.agree", "min_confidence": "options.vote.min_confidence",
+         "confidence_threshold": "options.confidence.threshold", "quantile_eta": "options.class-quantile.eta",
+         "minority_classes": "options.minority.classes",
+         "max_share_per_round": "options.cap.max_share_per_round (with cap in the policy chain)",
+         "max_share_per_class": "options.cap.max_share_per_class (with cap in the policy chain)"}
+
+
+def _moved(cls, names) -> None:
+    if cls is MiningConfig:
+        for name in sorted(set(names) & set(MOVED)):
+            raise ValueError(f"mining.{name} is now mining.{MOVED[name]}: a selection policy's "
+                             f"parameters live with it (docs/mining.md)")
 
 
 def apply_preset(cfg: "MiningConfig", name: str | None, explicit: dict[str, Any] | None = None) -> "MiningConfig":
@@ -180,6 +188,7 @@ def _build(cls, value):
         hints = typing.get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(value) - known
+        _moved(cls, unknown)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(known)}")
         built = {k: _build(hints[k], v) for k, v in value.items()}
@@ -212,8 +221,13 @@ def override(config, changes: dict[str, Any]):
     for key, value in changes.items():
         if value is None:
             continue
+        if isinstance(config, dict):   # a mapping field (mining.options.vote.agree)
+            head, _, rest = key.partition(".")
+            config = {**config, head: override(config.get(head) or {}, {rest: value}) if rest else value}
+            continue
         head, _, rest = key.partition(".")
         if not hasattr(config, head):
+            _moved(type(config), [head])
             raise ValueError(f"unknown config field {key!r}")
         if isinstance(config, MiningConfig) and head == "preset" and not rest:
             config = apply_preset(config, value)   # later keys override the preset

@@ -105,7 +105,8 @@ def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
     cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "audited"), store=str(tiny_corpus / "features"),
                     train_workers=0, baselines=True,
                     mining=apply_preset(MiningConfig(), "seed004", dict(
-                        rounds=2, canary_fraction=0.2, policy=("vote", "cap"), max_share_per_round=0.25)))
+                        rounds=2, canary_fraction=0.2, policy=("vote", "cap"),
+                        options={"cap": {"max_share_per_round": 0.25}})))
     out = run_cyclic_mining(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     # canaries: hidden labeled clips sit in the pool, so real-label precision can be measured

@@ -70,8 +70,8 @@ def test_truth_is_read_apart_from_the_corpus(tmp_path):
 def test_config_yaml_and_dotted_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("mining:\n  rounds: 5\nlearners:\n  - {name: A, streams: [audio, text], fusion: fbp}\n")
-    cfg = load_config(path, {"mining.agree": 2, "seed": None})
-    assert cfg.mining.rounds == 5 and cfg.mining.agree == 2 and cfg.seed == 0
+    cfg = load_config(path, {"mining.options.vote.agree": 2, "seed": None})
+    assert cfg.mining.rounds == 5 and cfg.mining.options["vote"]["agree"] == 2 and cfg.seed == 0
     assert cfg.learners[0].streams == ("audio", "text")
     assert override(RunConfig(), {"extract.batch_size": 8}).extract.batch_size == 8
     with pytest.raises(ValueError, match="unknown"):

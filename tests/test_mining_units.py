@@ -39,7 +39,7 @@ def test_vote_keeps_clips_where_at_least_three_of_four_agree():
                        [1, 1, 3, 0, 5],
                        [1, 2, 4, 1, 5],
                        [1, 3, 5, 1, 4]])
-    sel = select(one_hot_probs(labels), agree=3)
+    sel = select(one_hot_probs(labels), options={"vote": {"agree": 3}})
     assert sel.selected.tolist() == [True, False, False, False, True]
     assert sel.labels[[0, 4]].tolist() == [1, 5]
     assert sel.agree.tolist()[:2] == [4, 2]
@@ -49,14 +49,14 @@ def test_vote_min_confidence_drops_unsure_agreement():
     labels = np.array([[2, 2]] * 4)
     probs = one_hot_probs(labels)
     probs[:, 1] = one_hot_probs(labels[:, 1:], conf=0.3)[:, 0]
-    sel = select(probs, agree=3, min_confidence=0.5)
+    sel = select(probs, options={"vote": {"agree": 3, "min_confidence": 0.5}})
     assert sel.selected.tolist() == [True, False]
     assert sel.confidence[0] == pytest.approx(0.9)
 
 
 def test_vote_rejects_more_agreement_than_learners():
     with pytest.raises(ValueError, match="only 2"):
-        select(one_hot_probs([[0], [0]]), agree=3)
+        select(one_hot_probs([[0], [0]]), options={"vote": {"agree": 3}})
 
 
 def test_unknown_policy_names_the_registered_ones():
@@ -75,7 +75,8 @@ def test_minority_filter_mines_only_the_named_classes():
     labels = np.array([[0, 4, 5, 3, 2]] * 4)
     sel = select(one_hot_probs(labels), policy=("vote", "minority"))
     assert sel.selected.tolist() == [False, True, True, True, False]
-    sel = select(one_hot_probs(labels), policy=("vote", "minority"), minority_classes=("surprise",))
+    sel = select(one_hot_probs(labels), policy=("vote", "minority"),
+                 options={"minority": {"classes": ["surprise"]}})
     assert sel.selected.tolist() == [False, False, True, False, False]
 
 
@@ -90,7 +91,8 @@ def test_class_quantile_thresholds_come_from_correct_dev_predictions():
     pool = np.zeros((1, 4, 6))
     pool[0, np.arange(4), [0, 0, 1, 1]] = [0.75, 0.65, 0.96, 0.9]
     pool[0, np.arange(4), 5] = 1 - pool[0, np.arange(4), [0, 0, 1, 1]]
-    sel = select(pool, dev_probs, dev_labels, policy=("class-quantile",), quantile_eta=0.5)
+    sel = select(pool, dev_probs, dev_labels, policy=("class-quantile",),
+                 options={"class-quantile": {"eta": 0.5}})
     # class 0 threshold = median(0.5..0.9) = 0.7; class 1 threshold = 0.95
     assert sel.selected.tolist() == [True, False, True, False]
 
@@ -99,9 +101,9 @@ def test_caps_keep_the_most_confident_within_round_and_class_shares():
     labels = np.array([[1] * 6 + [2] * 4] * 4)
     probs = one_hot_probs(labels)
     probs[:, :, :] *= np.linspace(1.0, 0.9, 10)[None, :, None]       # earlier clips more confident
-    sel = select(probs, max_share_per_class=0.2, pool_size=10)
+    sel = select(probs, policy=("vote", "cap"), options={"cap": {"max_share_per_class": 0.2}}, pool_size=10)
     assert np.flatnonzero(sel.selected).tolist() == [0, 1, 6, 7]     # 2 per class
-    sel = select(probs, max_share_per_round=0.3, pool_size=10)
+    sel = select(probs, policy=("vote", "cap"), options={"cap": {"max_share_per_round": 0.3}}, pool_size=10)
     assert np.flatnonzero(sel.selected).tolist() == [0, 1, 2]
 
 
@@ -237,12 +239,26 @@ def test_mined_clips_go_to_one_learner_each_or_to_every_learner():
         assign_learners(rows, labels, 4, "some", seed=0)
 
 
+def test_a_policy_parameter_lives_with_its_policy_and_an_old_config_is_told_where():
+    from mer_ray.config import config_from_dict, load_config
+    from mer_ray.mining.policies import Vote, policy_params
+
+    assert policy_params(MiningConfig(), "vote") == Vote()              # not named: its defaults
+    cfg = load_config(overrides={"mining.options.vote.agree": 2}).mining
+    assert policy_params(cfg, "vote") == Vote(agree=2)
+    with pytest.raises(ValueError, match=r"mining.agree is now mining.options.vote.agree"):
+        config_from_dict({"mining": {"agree": 2}})
+    with pytest.raises(ValueError, match=r"mining.quantile_eta is now mining.options.class-quantile.eta"):
+        load_config(overrides={"mining.quantile_eta": 0.3})
+
+
 def test_seed004_preset_is_the_paper_and_explicit_fields_win():
     from mer_ray.config import config_from_dict, load_config
     cfg = config_from_dict({"mining": {"preset": "seed004", "rounds": 5}}).mining
-    assert (cfg.policy, cfg.agree, cfg.revisit, cfg.split, cfg.mined_weight, cfg.adopt, cfg.folds, cfg.rounds) == \
-        (("vote",), 3, False, "even", 1.0, "always", 0, 5)
-    assert load_config(overrides={"mining.preset": "seed004", "mining.agree": 4}).mining.agree == 4
+    assert (cfg.policy, cfg.options["vote"]["agree"], cfg.revisit, cfg.split, cfg.mined_weight, cfg.adopt,
+            cfg.folds, cfg.rounds) == (("vote",), 3, False, "even", 1.0, "always", 0, 5)
+    changed = load_config(overrides={"mining.preset": "seed004", "mining.options.vote.agree": 4}).mining
+    assert changed.options["vote"] == {"agree": 4, "min_confidence": 0.0}
     default = MiningConfig()
     assert default.preset is None and default.folds >= 2 and "class-quota" in default.policy
     with pytest.raises(ValueError, match="seed004"):

@@ -23,7 +23,8 @@ def test_class_quantile_mines_through_the_round_loop_with_a_dev_split(tmp_path, 
     data, truth = mining_data(load_viewset("digits", seed=1), 1)
     train, dev = holdout(data.table.label, data.train, 0.3, 1)
     data = dataclasses.replace(data, train=train, dev=dev)
-    mining = MiningConfig(rounds=1, folds=0, policy=("vote", "class-quantile"), quantile_eta=0.5, adopt="always")
+    mining = MiningConfig(rounds=1, folds=0, policy=("vote", "class-quantile"),
+                          options={"class-quantile": {"eta": 0.5}}, adopt="always")
     cfg = RunConfig(seed=1, train_workers=0, learners=LEARNERS, mining=mining)
 
     history = run_rounds(cfg, data, tmp_path / "run", echo=False)

@@ -14,6 +14,7 @@ from mer_ray.labels import EMOTIONS
 from mer_ray.metrics import confusion
 from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, final_round
 from mer_ray.mining.ensemble import ensemble
+from mer_ray.mining.policies import policy_params
 from mer_ray.mining.state import read_rounds, round_dir, write_json
 from mer_ray.mining.trainer import run_mining
 
@@ -72,10 +73,12 @@ def run_baselines(cfg: RunConfig, data: MiningData, data_ref) -> None:
     baselines = {"labeled-only": {"final": {k: round0.get(k) for k in (*TEST_KEYS, *NOISY_TEST_KEYS)}}}
     self_training = dataclasses.replace(
         cfg, out=str(out / "baselines" / "self-training"), learners=cfg.learners[:1], train_workers=0,
-        mining=dataclasses.replace(cfg.mining, policy=("confidence",)), baselines=False)
+        mining=dataclasses.replace(cfg.mining, policy=("confidence",),
+                                   options={"confidence": cfg.mining.options.get("confidence", {})}),
+        baselines=False)
     Path(self_training.out).mkdir(parents=True, exist_ok=True)
-    print(f"baseline: self-training of {cfg.learners[0].name} alone at confidence "
-          f"{cfg.mining.confidence_threshold}", flush=True)
+    threshold = policy_params(self_training.mining, "confidence").threshold
+    print(f"baseline: self-training of {cfg.learners[0].name} alone at confidence {threshold}", flush=True)
     run_mining(self_training, data_ref)
     finalize(self_training, data)
     baselines["self-training"] = json.loads((Path(self_training.out) / "metrics.json").read_text())

@@ -3,7 +3,8 @@
 A policy is a chain: one *selector* proposes clips, then *filters* narrow the proposal, e.g.
 `("vote", "class-quota")`. Each link is one decorated factory taking the MiningConfig and, when
 it declares one (`@POLICIES.register(name, params=SomeDataclass)`), its own parameters, read
-from `mining.options[name]`; adding a policy never touches the mining loop (USB /
+from `mining.options[name]` (`mining: {options: {vote: {agree: 4}}}`): a link's parameters
+live with it, and adding a policy never touches the mining loop or MiningConfig (USB /
 semilearn-style hooks).
 
 Every link sees the learners' probabilities on the candidate clips, `probs [L, N, C]`, and a
@@ -68,14 +69,22 @@ def majority(probs: np.ndarray) -> Selection:
 
 
 # -- selectors -------------------------------------------------------------------------------
-@POLICIES.register("vote")
-def vote(cfg: MiningConfig, params=None) -> Link:
+@dataclass(frozen=True)
+class Vote:
+    """Parameters of `vote` (`mining.options: {vote: {...}}`)."""
+    agree: int = 3                # keep a clip when >= `agree` learners give the same label
+    min_confidence: float = 0.0   # and the agreeing learners' mean softmax is at least this
+
+
+@POLICIES.register("vote", params=Vote)
+def vote(cfg: MiningConfig, params: Vote) -> Link:
     """Seed 004: keep a clip when at least `agree` learners predict the same label
     (and, optionally, the agreeing learners' mean confidence is >= `min_confidence`)."""
     def select(probs, ctx, sel):
-        if cfg.agree > probs.shape[0]:
-            raise ValueError(f"vote needs {cfg.agree} agreeing learners but only {probs.shape[0]} exist")
-        return replace(sel, selected=(sel.agree >= cfg.agree) & (sel.confidence >= cfg.min_confidence))
+        if params.agree > probs.shape[0]:
+            raise ValueError(f"vote needs {params.agree} agreeing learners but only {probs.shape[0]} exist "
+                             f"(set mining.options.vote.agree)")
+        return replace(sel, selected=(sel.agree >= params.agree) & (sel.confidence >= params.min_confidence))
     return select
 
 
@@ -85,22 +94,34 @@ def _mean_confidence(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.argmax(-1), mean.max(-1)
 
 
-@POLICIES.register("confidence")
-def confidence(cfg: MiningConfig, params=None) -> Link:
+@dataclass(frozen=True)
+class Confidence:
+    """Parameters of `confidence` (`mining.options: {confidence: {...}}`)."""
+    threshold: float = 0.8   # seed 000
+
+
+@POLICIES.register("confidence", params=Confidence)
+def confidence(cfg: MiningConfig, params: Confidence) -> Link:
     """Seed 000: keep a clip when the (averaged) softmax confidence is >= the threshold (0.8)."""
     def select(probs, ctx, sel):
         labels, conf = _mean_confidence(probs)
         return replace(sel, labels=labels.astype(np.int64), confidence=conf.astype(np.float32),
-                       selected=conf >= cfg.confidence_threshold)
+                       selected=conf >= params.threshold)
     return select
 
 
-@POLICIES.register("class-quantile")
-def class_quantile(cfg: MiningConfig, params=None) -> Link:
+@dataclass(frozen=True)
+class ClassQuantile:
+    """Parameters of `class-quantile` (`mining.options: {class-quantile: {...}}`)."""
+    eta: float = 0.5   # seed 003, Algorithm 1: the share of each class's correct confidences kept
+
+
+@POLICIES.register("class-quantile", params=ClassQuantile)
+def class_quantile(cfg: MiningConfig, params: ClassQuantile) -> Link:
     """Seed 003, Algorithm 1: a threshold per class from the confidences of correctly predicted
     labeled (dev) clips of that class; a pool clip is kept when its confidence exceeds the
-    threshold of its predicted class. `quantile_eta` is the share of those correct
-    confidences that lie above the threshold (the "highest eta portion")."""
+    threshold of its predicted class. `eta` is the share of those correct confidences that lie
+    above the threshold (the "highest eta portion")."""
     def select(probs, ctx, sel):
         dev_pred, dev_conf = _mean_confidence(ctx.dev_probs)
         n_classes = probs.shape[-1]
@@ -108,7 +129,7 @@ def class_quantile(cfg: MiningConfig, params=None) -> Link:
         for c in range(n_classes):
             correct = dev_conf[(ctx.dev_labels == c) & (dev_pred == c)]
             if len(correct):
-                thresholds[c] = np.quantile(correct, 1.0 - cfg.quantile_eta)
+                thresholds[c] = np.quantile(correct, 1.0 - params.eta)
         labels, conf = _mean_confidence(probs)
         return replace(sel, labels=labels.astype(np.int64), confidence=conf.astype(np.float32),
                        selected=conf > thresholds[labels])
@@ -116,27 +137,40 @@ def class_quantile(cfg: MiningConfig, params=None) -> Link:
 
 
 # -- filters ---------------------------------------------------------------------------------
-@POLICIES.register("minority")
-def minority(cfg: MiningConfig, params=None) -> Link:
+@dataclass(frozen=True)
+class Minority:
+    """Parameters of `minority` (`mining.options: {minority: {...}}`)."""
+    classes: tuple[str, ...] = ("surprise", "worried", "sad")   # seed 000's rare classes
+
+
+@POLICIES.register("minority", params=Minority)
+def minority(cfg: MiningConfig, params: Minority) -> Link:
     """Seed 000's weak reinforcement: only mine the named (rare) classes."""
-    allowed = np.array(sorted(label_index(c, where="mining.minority_classes") for c in cfg.minority_classes))
+    allowed = np.array(sorted(label_index(c, where="mining.options.minority.classes") for c in params.classes))
 
     def select(probs, ctx, sel):
         return replace(sel, selected=sel.selected & np.isin(sel.labels, allowed))
     return select
 
 
-@POLICIES.register("cap")
-def cap(cfg: MiningConfig, params=None) -> Link:
+@dataclass(frozen=True)
+class Cap:
+    """Parameters of `cap` (`mining.options: {cap: {...}}`)."""
+    max_share_per_round: float = 1.0   # of the pool, mined per round at most
+    max_share_per_class: float = 1.0   # of the pool, mined per class per round at most
+
+
+@POLICIES.register("cap", params=Cap)
+def cap(cfg: MiningConfig, params: Cap) -> Link:
     """At most `max_share_per_round` of the pool per round, and `max_share_per_class` per class,
     keeping the most confident clips: one majority class cannot flood the mined set."""
     def select(probs, ctx, sel):
         keep = np.zeros_like(sel.selected)
-        per_class = int(np.floor(cfg.max_share_per_class * ctx.pool_size))
+        per_class = int(np.floor(params.max_share_per_class * ctx.pool_size))
         for c in np.unique(sel.labels[sel.selected]):
             members = np.flatnonzero(sel.selected & (sel.labels == c))
             keep[members[np.argsort(-sel.confidence[members], kind="stable")[:per_class]]] = True
-        total = int(np.floor(cfg.max_share_per_round * ctx.pool_size))
+        total = int(np.floor(params.max_share_per_round * ctx.pool_size))
         members = np.flatnonzero(keep)
         if len(members) > total:
             keep[:] = False
@@ -217,18 +251,19 @@ def policy_params(cfg: MiningConfig, name: str):
         if given:
             raise ValueError(f"selection policy {name!r} takes no options, got {sorted(given)}")
         return None
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(given) - known
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = set(given) - set(fields)
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for selection policy {name!r}; known: {sorted(known)}")
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for selection policy {name!r}; known: {sorted(fields)}")
+    # YAML lists where the dataclass holds tuples (minority classes), so params stay hashable
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return kind(**given)
 
 
 def create_policy(cfg: MiningConfig) -> Callable[[np.ndarray, PolicyContext], Selection]:
-    """The chain cfg.policy (selector first, then filters); a cap is added when one is set."""
+    """The chain cfg.policy (selector first, then filters), each link with its own parameters
+    from `cfg.options`."""
     names: Sequence[str] = (cfg.policy,) if isinstance(cfg.policy, str) else tuple(cfg.policy)
-    if (cfg.max_share_per_round < 1 or cfg.max_share_per_class < 1) and "cap" not in names:
-        names = (*names, "cap")
     unused = set(cfg.options) - set(names)
     if unused:
         raise ValueError(f"mining.options names {sorted(unused)}, which the policy chain {list(names)} does not use")
