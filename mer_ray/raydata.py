@@ -133,8 +133,12 @@ def decode_then_actors(rows: pd.DataFrame, *, decode: Callable, decode_kwargs: d
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress and ctx.enable_progress_bars
     return (
-        dataset_of(rows)
-        .map_batches(decode, fn_kwargs=decode_kwargs or {}, batch_format="pandas", batch_size=8, **decode_resources)
+        # blocks and decode batches of the encoder's batch size: each fused call decodes and encodes
+        # one whole batch, where 8-row blocks cost Ray Data a re-batching and 4x the calls
+        # (benchmarks/extraction.py, 2,100 clips: steady state 22 -> 28.5 clips/s on 2 cores)
+        dataset_of(rows, rows_per_block=batch_size)
+        .map_batches(decode, fn_kwargs=decode_kwargs or {}, batch_format="pandas", batch_size=batch_size,
+                     **decode_resources)
         .map_batches(
             actor,
             fn_constructor_kwargs=dict(actor_kwargs, torch_threads=None if gpus else 1, plugins=loaded()),
