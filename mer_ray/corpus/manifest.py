@@ -139,16 +139,23 @@ def read_mer2023(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     labels = read_label_file(root / "train-label.csv", problems)
     transcripts = _read_transcripts(root / "transcription.csv", ("sentence", "english", "chinese"))
     rows = _labeled_rows(labels, train_videos, transcripts)
-    if problems is not None:   # a row already reported (e.g. its label is unknown) is not "no row"
-        reported = {p.name for p in problems}
-        for name in sorted(set(train_videos) - set(labels["name"]) - reported):
-            problems.append(Problem(name, "no-label", f"{name}: train/{train_videos[name].name} has no "
-                                    f"row in train-label.csv; it is left out"))
+    _report_unlabeled(problems, train_videos, labels, "train", "train-label.csv")
     for folder in ("test1", "test2", "test3"):
         for name, video in _videos_in(root / folder).items():
             rows.append(dict(name=name, video=str(video), audio=None, transcript=transcripts.get(name),
                              split="test", label=None, valence=np.nan))
     return _frame(rows)
+
+
+def _report_unlabeled(problems: list[Problem] | None, videos: dict[str, Path], labels: pd.DataFrame,
+                      folder: str, label_file: str) -> None:
+    """A labeled folder's video without a row in the label file: reported, left out."""
+    if problems is None:
+        return
+    reported = {p.name for p in problems}   # a row already reported (e.g. its label is unknown) is not "no row"
+    for name in sorted(set(videos) - set(labels["name"]) - reported):
+        problems.append(Problem(name, "no-label", f"{name}: {folder}/{videos[name].name} has no "
+                                f"row in {label_file}; it is left out"))
 
 
 @_layout("mer2024", lambda root: (root / "label-disdim.csv").is_file())
@@ -160,11 +167,7 @@ def read_mer2024(root: Path, problems: list[Problem] | None = None) -> pd.DataFr
     labels = read_label_file(root / "label-disdim.csv", problems)
     transcripts = _read_transcripts(root / "label-transcription.csv", ("english", "chinese"))
     rows = _labeled_rows(labels, labeled_videos, transcripts)
-    if problems is not None:   # a row already reported (e.g. its label is unknown) is not "no row"
-        reported = {p.name for p in problems}
-        for name in sorted(set(labeled_videos) - set(labels["name"]) - reported):
-            problems.append(Problem(name, "no-label", f"{name}: video-labeled/{labeled_videos[name].name} has no "
-                                    f"row in label-disdim.csv; it is left out"))
+    _report_unlabeled(problems, labeled_videos, labels, "video-labeled", "label-disdim.csv")
     for name, video in pool_videos.items():
         rows.append(dict(name=name, video=str(video), audio=None, transcript=transcripts.get(name),
                          split="unlabeled", label=None, valence=np.nan))
