@@ -149,6 +149,51 @@ def test_mean_prob_ensemble_averages_probabilities():
     assert ensemble("ranked-mode", probs, [1, 0]).tolist() == [0]
 
 
+def _one_good_three_noisy(n=120, seed=0):
+    """probs [4, n, 6]: learner 0 right on 90 % of the clips, the others on a random 40 %."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 6, n)
+    probs = rng.dirichlet(np.ones(6), size=(4, n)) * 0.5
+    for i, share in enumerate((0.9, 0.4, 0.4, 0.4)):
+        right = rng.random(n) < share
+        probs[i, np.flatnonzero(right), labels[right]] += 0.5
+    return probs / probs.sum(-1, keepdims=True), labels
+
+
+def test_ensemble_selection_weights_the_strong_learner_and_keeps_equal_ones_equal():
+    from mer_ray.mining.ensemble import select_weights
+
+    probs, labels = _one_good_three_noisy()
+    weights = select_weights(probs, labels)
+    assert weights.sum() == pytest.approx(1.0) and weights[0] >= 0.5 and weights.argmax() == 0
+    weighted = ensemble("weighted", probs, [0, 0, 0, 0], weights)
+    assert (weighted == labels).mean() > (ensemble("mean-prob", probs, [0, 0, 0, 0]) == labels).mean()
+    same = np.stack([probs[0]] * 4)           # four identical learners: no reason to prefer one
+    assert select_weights(same, labels).tolist() == [1.0, 0, 0, 0]   # ties go to the first, all alike
+    with pytest.raises(ValueError, match="weights"):
+        ensemble("weighted", probs, [0, 0, 0, 0])
+
+
+def test_the_out_of_fold_score_of_a_weighted_ensemble_is_cross_fitted():
+    from mer_ray.mining.ensemble import cross_fitted
+    from mer_ray.splits import deal
+
+    probs, labels = _one_good_three_noisy(seed=1)
+    assert np.array_equal(cross_fitted("mean-prob", probs, labels, [0] * 4, seed=0),
+                          ensemble("mean-prob", probs, [0] * 4))
+    # learner 3 is right on exactly the first group's clips and wrong everywhere else: weights
+    # chosen on that group would pick it (100 % there); cross-fitted, the group is ensembled with
+    # weights chosen on the other groups, where learner 3 is useless
+    first = deal(labels, 5, seed=0)[0]
+    wrong = (labels + 1) % 6
+    probs[3] = np.eye(6)[wrong] * 0.9 + 0.1 / 6
+    probs[3, first] = np.eye(6)[labels[first]] * 0.9 + 0.1 / 6
+    out = cross_fitted("weighted", probs, labels, [0] * 4, seed=0)
+    assert (out[first] == labels[first]).mean() < 1.0
+    assert (out[first] == labels[first]).mean() == pytest.approx((probs[0, first].argmax(-1) == labels[first]).mean(), abs=0.15)
+    assert np.array_equal(out, cross_fitted("weighted", probs, labels, [0] * 4, seed=0))   # deterministic
+
+
 def test_state_gives_each_learner_its_own_share_plus_the_clips_for_everyone():
     mined = Mined(np.array([10, 11, 12, 13]), np.array([4, 5, 4, 1]), np.array([0, 1, 0, -1]))
     rows, y = mined.of_learner(0)

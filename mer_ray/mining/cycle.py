@@ -37,7 +37,7 @@ from mer_ray.config import RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
 from mer_ray.metrics import accuracy, score_block, waf
-from mer_ray.mining.ensemble import ensemble
+from mer_ray.mining.ensemble import cross_fitted, ensemble, select_weights
 from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
 from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
 from mer_ray.storage import Mirror
@@ -162,9 +162,12 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
 
         # 4. score out of fold, decide whether the round is adopted (every worker decides alike)
         scores = [results[i]["held_out_waf"] for i in range(len(learners))]
-        oof_pred = np.concatenate([ensemble(mining.ensemble, state.split_probs[:, k, s.held_out], scores)
-                                   for k, s in enumerate(splits)])
-        metrics = _round_metrics(r, data, state, results, learners, votes, cfg, scores)
+        held_probs = np.concatenate([state.split_probs[:, k, s.held_out] for k, s in enumerate(splits)], axis=1)
+        # the weighted ensemble's weights: chosen on every labeled clip's out-of-fold prediction
+        # for the test and pool, cross-fitted for the out-of-fold score itself
+        weights = select_weights(held_probs, oof_labels)
+        oof_pred = cross_fitted(mining.ensemble, held_probs, oof_labels, scores, seed=learner_seed(cfg.seed, r, 99_998))
+        metrics = _round_metrics(r, data, state, results, learners, votes, cfg, scores, weights)
         metrics["dev_waf"] = round(waf(oof_labels, oof_pred), 4)
         metrics.update(adoption(mining, metrics["dev_waf"], oof_pred, oof_labels, best, best_oof,
                                 seed=learner_seed(cfg.seed, r, 99_999)))
@@ -275,12 +278,13 @@ def final_round(history: list[dict], how: str) -> tuple[int, str]:
                            f"of rounds {[m['round'] for m in history]}")
 
 
-def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores) -> dict:
+def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores, weights) -> dict:
     probs = state.probs
     learner_metrics = {spec.name: dict(dev_waf=round(results[i]["held_out_waf"], 4),
                                        dev_acc=round(results[i]["held_out_acc"], 4),
                                        train_size=round(results[i]["train_size"], 1),
-                                       best_epoch=results[i]["best_epoch"])
+                                       best_epoch=results[i]["best_epoch"],
+                                       weight=round(float(weights[i]), 4))   # exact: steps of 1/20
                        for i, spec in enumerate(learners)}
     n_splits = len(state.mined)
     in_training = sum(len(m) for m in state.mined) / n_splits
@@ -310,10 +314,10 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
         # each learner alone too: does the ensemble earn its place over its best member?
         for i, spec in enumerate(learners):
             learner_metrics[spec.name]["test_waf"] = round(waf(data.test_labels, probs[i, data.test].argmax(-1)), 4)
-        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], scores)
+        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], scores, weights)
         metrics.update(score_block(data.test_labels, test_pred, "test"))
     if len(data.noisy_test):
-        noisy_pred = ensemble(cfg.mining.ensemble, probs[:, data.noisy_test], scores)
+        noisy_pred = ensemble(cfg.mining.ensemble, probs[:, data.noisy_test], scores, weights)
         metrics.update(score_block(data.noisy_test_labels, noisy_pred, "noisy_test"))
     return metrics
 

@@ -34,6 +34,14 @@ def write_predictions(out: Path, names, labels, valence) -> None:
     table.assign(valence=np.round(np.clip(valence, -5, 5), 4)).to_csv(out / "predictions-mer2023.csv", index=False)
 
 
+def learner_scores(round_metrics: dict, cfg: RunConfig) -> tuple[list[float], list[float] | None]:
+    """A round's out-of-fold WAF per learner and its ensemble weights (None in a run from before
+    rounds recorded them), in the order of cfg.learners."""
+    learners = [round_metrics["learners"][spec.name] for spec in cfg.learners]
+    weights = [m["weight"] for m in learners] if all("weight" in m for m in learners) else None
+    return [m["dev_waf"] for m in learners], weights
+
+
 def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the chosen round's learners → predictions.csv, final metrics."""
     out = Path(cfg.out)
@@ -42,16 +50,16 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
     used = next(m for m in rounds if m["round"] == chosen)
     saved = np.load(round_dir(out, chosen) / "probs.npz", allow_pickle=False)
     probs = saved["probs"]
-    dev_scores = [used["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
+    dev_scores, weights = learner_scores(used, cfg)
 
     targets = np.flatnonzero(data.table.split != "train")   # pool + test: what MER asks for
-    predicted = ensemble(cfg.mining.ensemble, probs[:, targets], dev_scores)
+    predicted = ensemble(cfg.mining.ensemble, probs[:, targets], dev_scores, weights)
     write_predictions(out, data.table.names[targets], predicted, np.nanmean(saved["valence"][:, targets], 0))
 
     # that round's test scores are already in its metrics
     final = {"round": chosen, "why": why, **test_scores(used)}
     if len(data.test):
-        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores)
+        test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores, weights)
         final["confusion"] = confusion(data.test_labels, test_pred).tolist()
     # the mined clips the final learners trained on (per split, averaged over the splits)
     final["mined_total"] = int(used["mined"] if cfg.mining.revisit

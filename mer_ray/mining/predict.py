@@ -24,7 +24,7 @@ from mer_ray.features.stage import extract_with_progress
 from mer_ray.features.store import FeatureStore
 from mer_ray.features.table import load_feature_table, load_norm
 from mer_ray.mining.ensemble import ensemble
-from mer_ray.mining.outputs import write_predictions
+from mer_ray.mining.outputs import learner_scores, write_predictions
 from mer_ray.mining.state import read_rounds, round_dir
 from mer_ray.session import init_ray
 from mer_ray.storage import Mirror, is_remote
@@ -88,8 +88,8 @@ def predict_with_run(run_dir: str | Path, corpus: str | Path, out: str | Path, *
         p, v = predict_outputs(load_learner(spec, table, used / f"{spec.name}.pt"), table, spec)
         probs.append(p)
         valence.append(v)
-    dev_scores = [metrics["learners"][spec.name]["dev_waf"] for spec in cfg.learners]
-    labels = ensemble(cfg.mining.ensemble, np.stack(probs), dev_scores)
+    dev_scores, weights = learner_scores(metrics, cfg)
+    labels = ensemble(cfg.mining.ensemble, np.stack(probs), dev_scores, weights)
     write_predictions(out, table.names, labels, np.nanmean(np.stack(valence), 0))
     folds = f", {cfg.mining.folds}-fold ensembles" if cfg.mining.folds >= 2 else ""
     print(f"predicted {len(table)} clips with {run_dir} (round {metrics['round']}{folds}); "
