@@ -5,6 +5,7 @@
     mer-ray mine --corpus MER2024/ --features MER2024/features --out runs/mertools   # MERTools features
     mer-ray mine --corpus MER2024/ --stream audio=npy:features/chinese-hubert-large-UTT --stream ...
     mer-ray mine --config my.yaml --mlflow           # + MLflow tracking in ./mlruns
+    mer-ray mine --set mining.options.vote.agree=4 --set "mining.policy=[vote, cap]"   # any field
     ray job submit --working-dir . -- python jobs/cyclic_mining.py --config my.yaml
 
 Rerunning with the same --out resumes after the last complete round. Bad corpus rows are left
@@ -13,6 +14,8 @@ out and listed in <out>/problems.csv (--strict refuses them).
 from __future__ import annotations
 
 import argparse
+
+import yaml
 
 from mer_ray.jobs import JOBS, add_common, add_stream_options, formatter, parse
 
@@ -39,8 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mlflow", nargs="?", const="", metavar="PATH|URI",
                    help="log config, every round's metrics and the report to MLflow: a folder "
                         "(default ./mlruns) or a tracking URI (needs mer-ray[mlflow])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any RunConfig field by its dotted name, the value read as YAML, applied last "
+                        "(mining.options.vote.agree=4, mining.policy=[vote,cap]; repeat)")
     add_common(p)
     args = parse(p, argv)
+    sets = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: expected KEY=VALUE, e.g. --set mining.options.vote.agree=4")
+        value = yaml.safe_load(value)
+        # a YAML list is a tuple field in the frozen config (what a --config file builds)
+        sets[key.strip()] = tuple(value) if isinstance(value, list) else value
 
     from mer_ray.config import load_config, load_learners
     from mer_ray.features.sources import streams_from_args
@@ -52,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "baselines": args.baselines,
         "extract.streams": streams_from_args(args.stream, args.features, args.modality),
         "learners": load_learners(args.learners) if args.learners else None,
+        **sets,
     })
     run_cyclic_mining(cfg, strict=args.strict, mlflow=args.mlflow)
     return 0
