@@ -20,14 +20,8 @@ one message and exit status 1.
 from __future__ import annotations
 
 import argparse
-import runpy
 import sys
 from pathlib import Path
-
-# Jobs whose code is still only a script in the repository's jobs/ folder (editable installs)
-SCRIPT_JOBS = {"faces": "detect_faces.py"}
-JOBS_FOLDER = Path(__file__).resolve().parent.parent / "jobs"
-
 
 def validate(argv: list[str]) -> int:
     from mer_ray.corpus.manifest import validate_corpus
@@ -83,7 +77,6 @@ def _usage(jobs) -> str:
     lines += [f"  {'validate':<14} check a corpus: counts per split and class, every problem",
               f"  {'features':<14} MERTools <model>-UTT folders in and out of a feature store"]
     lines += [f"  {name:<14} {jobs.meta(name).get('summary', '')}" for name in jobs.names()]
-    lines += [f"  {name:<14} jobs/{script}" for name, script in SCRIPT_JOBS.items()]
     return "\n".join(lines)
 
 
@@ -93,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     jobs = load_all()
-    known = {*COMMANDS, *jobs.names(), *SCRIPT_JOBS}
+    known = {*COMMANDS, *jobs.names()}
     if not argv or argv[0] not in known:
         print(_usage(jobs), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):
@@ -102,15 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command in COMMANDS:
         sys.exit(run_job(COMMANDS[command], rest, console=False))
-    if command in jobs:
-        sys.exit(run_job(jobs.get(command), rest))
-    script = JOBS_FOLDER / SCRIPT_JOBS[command]
-    if not script.exists():
-        print(f"mer-ray {command}: its job script {script.name} ships with the repository only; run it "
-              f"from a clone (pip install -e .)", file=sys.stderr)
-        sys.exit(1)
-    sys.argv = [f"mer-ray {command}", *rest]
-    runpy.run_path(str(script), run_name="__main__")
+    sys.exit(run_job(jobs.get(command), rest))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import importlib
 from mer_ray.registry import Registry
 
 JOBS: Registry = Registry("job")
-MODULES = ("demo_corpus", "denoise", "extract", "mine", "noisy_corpus", "predict", "pretrain_mae", "tune")
+MODULES = ("demo_corpus", "denoise", "extract", "faces", "mine", "noisy_corpus", "predict", "pretrain_mae",
+           "tune")
 
 
 def load_all() -> Registry:

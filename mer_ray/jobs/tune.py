@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     search = SearchConfig(**(yaml.safe_load(open(args.search)) or {})) if args.search else SearchConfig()
     changes = {"samples": args.samples, "max_epochs": args.max_epochs, "folds": args.folds, "seed": args.seed}
     search = dataclasses.replace(search, **{k: v for k, v in changes.items() if v is not None})
+    if search.max_epochs < search.grace_epochs:   # else ASHA's bare "grace_period must be <= max_t!"
+        p.error(f"--max-epochs {search.max_epochs} is below grace_epochs {search.grace_epochs} (ASHA never stops a "
+                f"trial before it): raise --max-epochs, or lower grace_epochs in a --search YAML")
     print("mer-ray tune, search:\n" + yaml.safe_dump(dataclasses.asdict(search), sort_keys=False), flush=True)
     path = tune_from_store(cfg, cfg.out, search)
     print(f"best configurations in {path}; use: mer-ray mine --learners {path}")
