@@ -7,7 +7,6 @@ offline) pasted moving and growing over another bundled photograph with no face 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pandas as pd
@@ -195,7 +194,8 @@ def test_faces_job_then_extraction_and_frame_cache_reuse_the_boxes(ray_session, 
     out = tmp_path / "face_boxes.parquet"
     job = detect_corpus_faces(manifest, out, FaceSettings(), num_frames=16)
     assert job.clips == 4 and job.skipped == 1
-    assert "broken" in json.loads((tmp_path / "face_boxes.skipped.json").read_text())
+    errors = pd.read_parquet(tmp_path / "face_boxes.errors.parquet")
+    assert errors["name"].tolist() == ["broken"] and "broken" in errors["message"].iloc[0]
     boxes = read_box_table(out)
     assert set(boxes.loc[boxes["name"] == "empty", "fallback"]) == {"centre"}
     moving = boxes[boxes["name"] == "moving"]

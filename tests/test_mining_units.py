@@ -297,6 +297,20 @@ def test_a_policy_parameter_lives_with_its_policy_and_an_old_config_is_told_wher
         load_config(overrides={"mining.quantile_eta": 0.3})
 
 
+def test_a_misspelt_policy_option_or_an_impossible_noisy_view_stops_the_run_before_any_work():
+    import dataclasses
+    from mer_ray.config import ExtractConfig, RunConfig
+    from mer_ray.mining.resolve import check_mining
+
+    check_mining(RunConfig())
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['agre'\] for selection policy 'vote'"):
+        check_mining(RunConfig(mining=MiningConfig(options={"vote": {"agre": 2}})))
+    noisy = RunConfig(extract=dataclasses.replace(ExtractConfig(), noisy_view=True))
+    with pytest.raises(ValueError, match="noisy_view does not work with mining.folds >= 2"):
+        check_mining(noisy)
+    check_mining(dataclasses.replace(noisy, mining=MiningConfig(folds=0)))
+
+
 def test_seed004_preset_is_the_paper_and_explicit_fields_win():
     from mer_ray.config import config_from_dict, load_config
     cfg = config_from_dict({"mining": {"preset": "seed004", "rounds": 5}}).mining

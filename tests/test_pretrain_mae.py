@@ -110,8 +110,8 @@ def test_one_epoch_through_ray_train_records_the_loss_and_writes_a_checkpoint(ru
     assert checkpoints and (checkpoints[0] / "state.pt").is_file()
     assert (checkpoints[0] / "encoder" / "config.json").is_file()
     assert first.frame_cache["skipped"] == 1
-    skipped = json.loads((first.encoder.parent / "frames" / "skipped.json").read_text())
-    assert list(skipped) == ["broken_clip"] and "broken.mp4" in skipped["broken_clip"]
+    errors = pd.read_parquet(first.encoder.parent / "frames" / "errors.parquet")
+    assert errors["name"].tolist() == ["broken_clip"] and "broken.mp4" in errors["message"].iloc[0]
 
 
 def test_rerun_with_the_same_out_resumes_at_the_next_epoch(runs):

@@ -6,11 +6,11 @@ once, centre- or face-cropped and resized to the model's input size, and the epo
 cache. Like the feature store, each decode task writes its own part file under a temporary name
 and renames it when complete: a killed run keeps what it finished and a rerun decodes only the
 clips not cached yet. A clip that cannot be decoded (or has no video stream) is skipped with its
-reason in `skipped.json`; the rest go on.
+reason in the cache's `errors.parquet` (`mer_ray.errorlog`, like the feature store's); the rest go on.
 
 Layout: `<cache>/cache.json` (the decoding settings; a cache made with others is refused),
 `<cache>/part-*.parquet` (`name` string, `frames` binary = uint8 [num_frames, side, side, 3]),
-`<cache>/skipped.json` (name → reason).
+`<cache>/errors.parquet` (name, stage, message).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from mer_ray.errorlog import ErrorLog
 from mer_ray.faces import FaceSettings, create_detector
 from mer_ray.faces.boxes import box_cells
 from mer_ray.raydata import DecodeSettings, dataset_of, decode_map
@@ -71,9 +72,13 @@ class FrameCache:
     def nbytes(self) -> int:
         return sum(Path(p).stat().st_size for p in self.parts())
 
+    @property
+    def errors(self) -> ErrorLog:
+        return ErrorLog(self.root / "errors.parquet")
+
     def skipped(self) -> dict[str, str]:
-        path = self.root / "skipped.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        """The clips not cached, name → why."""
+        return {r["name"]: r["message"] for r in self.errors.read()}
 
     def write_part(self, names: list[str], frames: list[bytes]) -> None:
         """One part of clips' frames, each uint8 [num_frames, side, side, 3] as raw bytes."""
@@ -83,10 +88,6 @@ class FrameCache:
         pq.write_table(table, tmp)
         os.replace(tmp, final)
 
-    def write_skipped(self, skipped: dict[str, str]) -> None:
-        tmp = self.root / ".skipped.json.tmp"
-        tmp.write_text(json.dumps(skipped, indent=1, sort_keys=True))
-        os.replace(tmp, self.root / "skipped.json")
 
 
 def _frames_cell(rec, clip, track) -> dict:
@@ -129,8 +130,9 @@ def build_frame_cache(clips: pd.DataFrame, cache: FrameCache, *, batch_size: int
                            batch_format="pandas", batch_size=batch_size, num_cpus=1))
         for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
             skipped.update({n: e for n, e in zip(batch["name"], batch["error"]) if e})
-    previous = {n: e for n, e in cache.skipped().items() if n not in set(todo["name"])}
-    cache.write_skipped({**previous, **skipped})
+    # a clip decoded now leaves the log; one that failed again gets its new reason
+    cache.errors.merge([dict(name=n, stage="decode", message=e) for n, e in skipped.items()],
+                       done=set(todo["name"]) - set(skipped))
     return {"decoded": int((~todo["name"].isin(skipped)).sum()), "skipped": len(skipped),
             "cached": len(cache.cached_names())}
 
@@ -155,7 +157,7 @@ def frames_dataset(cache: FrameCache, names: list[str] | None = None, *,
     parts = cache.parts()
     if not parts:
         raise ValueError(f"frame cache {cache.root} is empty: no clip could be decoded "
-                         f"(see {cache.root / 'skipped.json'})")
+                         f"(see {cache.errors.path})")
     wanted = None if names is None or set(names) >= cache.cached_names() else frozenset(names)
     ds = (ray.data.read_parquet(parts, columns=["name", "frames"])
           .map_batches(_to_array, fn_kwargs=dict(shape=cache.settings.shape, names=wanted),

@@ -227,7 +227,7 @@ def pretrain_mae(cfg: PretrainConfig) -> PretrainResult:
     counts = build_frame_cache(clips, cache)
     counts["decode_seconds"] = round(time.perf_counter() - started, 3)
     print(f"frame cache {cache.root}: {counts['decoded']} clips decoded now, {counts['cached']} cached, "
-          f"{counts['skipped']} skipped (reasons in skipped.json) in {counts['decode_seconds']} s", flush=True)
+          f"{counts['skipped']} skipped (reasons in {cache.errors.path}) in {counts['decode_seconds']} s", flush=True)
     names = sorted(set(clips["name"]) - set(cache.skipped()))
     started = time.perf_counter()
     dataset = frames_dataset(cache, names, in_memory=cfg.frames_in_memory)

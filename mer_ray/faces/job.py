@@ -4,13 +4,12 @@ manifest → Ray Data CPU tasks (decode the sampled frames, `track_faces`) → t
 writes what arrives to `<out>.parts/` after every batch (so a killed run keeps it and a rerun
 detects only the clips not done) and merges everything into `<out>` (face_boxes.parquet, see
 mer_ray.faces.boxes) at the end. A clip that cannot be decoded, or has no video, is listed with
-its reason in `<out stem>.skipped.json`; the rest go on. Extraction and pre-training read `<out>`
+its reason in `<out stem>.errors.parquet` (`mer_ray.errorlog`); the rest go on. Extraction and pre-training read `<out>`
 through their `face_boxes` option, so the corpus is not detected again.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer_ray.errorlog import ErrorLog
 from mer_ray.raydata import DecodeSettings, dataset_of, decode_map
 
 from .boxes import read_box_table, records_json, records_table, summarise, track_records, write_box_table
@@ -55,8 +55,9 @@ def _parts(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _skipped_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".skipped.json")
+def errors_path(out: Path) -> Path:
+    """The clips `mer-ray faces` could not detect, with why (name, stage, message)."""
+    return out.with_name(out.stem + ".errors.parquet")
 
 
 def _settings_path(out: Path) -> Path:
@@ -80,7 +81,9 @@ def detect_corpus_faces(manifest: pd.DataFrame, out: str | Path, settings: FaceS
                          f"to finish it, or delete {parts}")
     done = set(read_box_table(out)["name"]) if out.exists() else set()
     done |= {n for p in sorted(parts.glob("part-*.parquet")) for n in pd.read_parquet(p, columns=["name"])["name"]}
-    skipped = json.loads(_skipped_path(out).read_text()) if _skipped_path(out).exists() else {}
+    log = ErrorLog(errors_path(out))
+    skipped = {r["name"]: r["message"] for r in log.read()}
+    previous = set(skipped)
     clips = manifest.drop_duplicates("name")
     clips = clips[~clips["name"].isin(done)][["name", "video"]].astype(object).reset_index(drop=True)
     no_video = clips["video"].isna()
@@ -111,10 +114,8 @@ def detect_corpus_faces(manifest: pd.DataFrame, out: str | Path, settings: FaceS
         write_box_table(out, pd.concat([records_table([])] + [read_box_table(p) for p in part_files],
                                        ignore_index=True))
     shutil.rmtree(parts, ignore_errors=True)
-    tmp = _skipped_path(out).with_name(f".{_skipped_path(out).name}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(skipped, indent=1, sort_keys=True))
-    os.replace(tmp, _skipped_path(out))
+    log.merge([dict(name=n, stage="decode", message=e) for n, e in skipped.items()],
+              done=previous - set(skipped))   # decoded now: no longer an error
     summary.skipped = len(skipped)
     summary.seconds = time.perf_counter() - start
     return summary

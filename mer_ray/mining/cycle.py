@@ -256,10 +256,10 @@ def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, b
         return dict(adopted=True, noise=round(noise, 4), reason="adopt: always")
     if drop > mining.adopt_noise * noise:
         return dict(adopted=False, noise=round(noise, 4),
-                    reason=f"out-of-fold WAF {oof_waf:.4f} is {drop:.4f} below round {best['round']}'s "
+                    reason=f"held-out WAF {oof_waf:.4f} is {drop:.4f} below round {best['round']}'s "
                            f"(noise {noise:.4f}): not adopted, mining stops")
     return dict(adopted=True, noise=round(noise, 4),
-                reason=f"out-of-fold WAF {oof_waf:.4f} vs round {best['round']}'s {best['dev_waf']:.4f} "
+                reason=f"held-out WAF {oof_waf:.4f} vs round {best['round']}'s {best['dev_waf']:.4f} "
                        f"(noise {noise:.4f})")
 
 
@@ -274,8 +274,8 @@ def final_round(history: list[dict], how: str) -> tuple[int, str]:
     if how == "always":
         return history[-1]["round"], "the last round (mining.adopt: always)"
     best = _best_round(history)
-    return best["round"], (f"the adopted round with the best out-of-fold WAF ({best['dev_waf']:.4f}) "
-                           f"of rounds {[m['round'] for m in history]}")
+    return best["round"], (f"the adopted round with the best held-out WAF ({best['dev_waf']:.4f}; out of fold, "
+                           f"or on the dev split) of rounds {[m['round'] for m in history]}")
 
 
 def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores, weights) -> dict:

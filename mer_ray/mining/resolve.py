@@ -12,6 +12,7 @@ from mer_ray.features.sources import canonical, stream_modality
 from mer_ray.features.store import FeatureStore
 from mer_ray.learners import FUSIONS, fusion_options
 from mer_ray.mining.learner_streams import check_learner_streams, default_learners
+from mer_ray.mining.policies import create_policy
 from mer_ray.storage import Mirror, is_remote, join
 
 
@@ -32,7 +33,18 @@ def resolve(cfg: RunConfig) -> RunConfig:
         out = cfg.out or str(Path("runs") / name)
     store = cfg.store or (join(storage, "features") if storage else str(corpus / "features"))
     cfg = dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
+    check_mining(cfg)
     return resolve_learners(cfg)
+
+
+def check_mining(cfg: RunConfig) -> None:
+    """What would otherwise fail only after the extraction: the policy chain and its options,
+    and a noisy view that the folds cannot hold."""
+    create_policy(cfg.mining)
+    if cfg.extract.noisy_view and cfg.mining.folds >= 2:
+        raise ValueError("extract.noisy_view does not work with mining.folds >= 2: a clip's noisy copy "
+                         "would sit in another fold and validate on its own clean copy; use the dev split "
+                         "(mining.folds: 0) or turn noisy_view off")
 
 
 def resolve_learners(cfg: RunConfig) -> RunConfig:

@@ -112,10 +112,6 @@ def prepare_data(cfg: RunConfig, *, strict: bool = False) -> tuple[MiningData, p
 
     noisy_rows = noisy_source = np.zeros(0, np.int64)
     if cfg.extract.noisy_view:
-        if cfg.mining.folds >= 2:
-            raise ValueError("extract.noisy_view does not work with mining.folds >= 2: a clip's noisy copy "
-                             "would sit in another fold and validate on its own clean copy; use the dev split "
-                             "(folds: 0) or turn noisy_view off")
         labeled = manifest[manifest["split"] == "train"]
         views = extract_noisy_view(labeled, store, cfg.extract, seed=cfg.seed)
         table, noisy_rows, noisy_source = with_noisy_view(table, store, views, labeled["name"])
