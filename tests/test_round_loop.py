@@ -43,3 +43,27 @@ def test_a_misspelt_choice_is_refused_before_any_training():
         MiningConfig(adopt="none")
     with pytest.raises(ValueError, match="mining.split"):
         MiningConfig(split="evenly")
+
+
+def test_a_weighted_ensemble_records_its_weights_and_scores_the_test_with_them(tmp_path, one_torch_thread):
+    import numpy as np
+
+    from mer_ray.mining.ensemble import ensemble
+    from mer_ray.mining.state import round_dir
+
+    data, truth = mining_data(load_viewset("digits", seed=1), 1)
+    mining = MiningConfig(rounds=0, folds=3, ensemble="weighted")
+    cfg = RunConfig(seed=1, train_workers=0, learners=LEARNERS, mining=mining)
+
+    history = run_rounds(cfg, data, tmp_path / "run", echo=False)
+
+    weights = [history[0]["learners"][s.name]["weight"] for s in LEARNERS]
+    assert sum(weights) == pytest.approx(1.0) and all(w >= 0 for w in weights)
+    probs = np.load(round_dir(tmp_path / "run", 0) / "probs.npz")["probs"]
+    scores = [history[0]["learners"][s.name]["dev_waf"] for s in LEARNERS]
+    pred = ensemble("weighted", probs[:, data.test], scores, weights)
+    assert history[0]["test_acc"] == pytest.approx(float((pred == data.test_labels).mean()), abs=1e-4)
+    # a plain ensemble has no weights to record
+    plain = run_rounds(dataclasses.replace(cfg, mining=MiningConfig(rounds=0, folds=3)), data,
+                       tmp_path / "plain", echo=False)
+    assert "weight" not in plain[0]["learners"]["A"]

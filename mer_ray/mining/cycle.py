@@ -37,7 +37,7 @@ from mer_ray.config import RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
 from mer_ray.metrics import accuracy, score_block, waf
-from mer_ray.mining.ensemble import cross_fitted, ensemble, select_weights
+from mer_ray.mining.ensemble import ENSEMBLES, cross_fitted, ensemble, select_weights
 from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
 from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
 from mer_ray.storage import Mirror
@@ -164,8 +164,8 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         scores = [results[i]["held_out_waf"] for i in range(len(learners))]
         held_probs = np.concatenate([state.split_probs[:, k, s.held_out] for k, s in enumerate(splits)], axis=1)
         # the weighted ensemble's weights: chosen on every labeled clip's out-of-fold prediction
-        # for the test and pool, cross-fitted for the out-of-fold score itself
-        weights = select_weights(held_probs, oof_labels)
+        # for the test and pool, cross-fitted for the out-of-fold score itself (other ensembles: none)
+        weights = select_weights(held_probs, oof_labels) if ENSEMBLES.meta(mining.ensemble).get("weighted") else None
         oof_pred = cross_fitted(mining.ensemble, held_probs, oof_labels, scores, seed=learner_seed(cfg.seed, r, 99_998))
         metrics = _round_metrics(r, data, state, results, learners, votes, cfg, scores, weights)
         metrics["dev_waf"] = round(waf(oof_labels, oof_pred), 4)
@@ -283,9 +283,11 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
     learner_metrics = {spec.name: dict(dev_waf=round(results[i]["held_out_waf"], 4),
                                        dev_acc=round(results[i]["held_out_acc"], 4),
                                        train_size=round(results[i]["train_size"], 1),
-                                       best_epoch=results[i]["best_epoch"],
-                                       weight=round(float(weights[i]), 4))   # exact: steps of 1/20
+                                       best_epoch=results[i]["best_epoch"])
                        for i, spec in enumerate(learners)}
+    if weights is not None:   # the weighted ensemble's, in steps of 1/20: exact at 4 decimals
+        for i, spec in enumerate(learners):
+            learner_metrics[spec.name]["weight"] = round(float(weights[i]), 4)
     n_splits = len(state.mined)
     in_training = sum(len(m) for m in state.mined) / n_splits
     metrics = dict(round=r, train_size=int(round(len(data.train) + len(data.dev) * (cfg.mining.folds >= 2)
