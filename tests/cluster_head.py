@@ -67,8 +67,12 @@ def start_head(num_cpus: int = 2, extra_env: dict | None = None, timeout: float 
     token_file.write_text(token)
     token_file.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0: on SIGTERM Ray 2.60 first drains the node for up
+    # to 30 s (for Serve's proxies), which outlasts stop()'s 15 s wait: a test head has nothing
+    # to drain, so it stops at once
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), HF_HUB_OFFLINE="1",
                RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_USAGE_STATS_ENABLED="0",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
                PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **(extra_env or {}))
     port, dashboard = free_port(), free_port()
     # every process of this head (job drivers, Ray Train's controller) finds it by RAY_ADDRESS;

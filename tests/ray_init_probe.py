@@ -1,6 +1,9 @@
 """Start each entry point's own local Ray for real and read back what it started.
 
-    python tests/ray_init_probe.py CORPUS WORKDIR     (tests/test_cluster.py runs it)
+    python tests/ray_init_probe.py CORPUS WORKDIR [ENTRY_POINT ...]   (tests/test_cluster.py runs it)
+
+With entry point names (keys of `entry_points`), only those are started (each start costs a
+Ray start-up and shutdown, ~15 s on 2 cores); without, every one.
 
 Run in a process of its own: the test session already holds a Ray (the `ray_session` fixture),
 and every entry point skips `ray.init` when one is connected. `ray.init` is wrapped, not
@@ -100,7 +103,7 @@ def entry_points(corpus: str, workdir: Path) -> dict:
     }
 
 
-def main(corpus: str, workdir: str) -> None:
+def main(corpus: str, workdir: str, *names: str) -> None:
     real_init = ray.init
     results = {}
 
@@ -111,7 +114,13 @@ def main(corpus: str, workdir: str) -> None:
         raise Started({"ray_init_s": seconds, **read_back(context, kwargs)})
 
     ray.init = init
-    for name, start in entry_points(corpus, Path(workdir)).items():
+    known = entry_points(corpus, Path(workdir))
+    unknown = set(names) - set(known)
+    if unknown:
+        raise SystemExit(f"unknown entry point(s) {sorted(unknown)}; known: {sorted(known)}")
+    for name, start in known.items():
+        if names and name not in names:
+            continue
         began = time.perf_counter()
         try:
             start()

@@ -42,9 +42,11 @@ def test_job_submitted_to_a_running_head_succeeds_with_outputs_on_the_storage(he
     storage = tmp_path / "shared"
     client = head.client()
     job_id = client.submit_job(
-        # the features go to the session's tiny corpus store, so later tests reuse them
+        # the features go to the session's tiny corpus store, so later tests reuse them; a dev
+        # split (folds 0) trains a fifth of the models of the default's 5 folds: what is checked
+        # here is the job on the head and its storage, the folds have tests of their own
         entrypoint=f"python jobs/cyclic_mining.py --corpus {tiny_corpus} --store {tiny_corpus / 'features'} "
-                   f"--storage {storage} --out job --rounds 1 --train-workers 1",
+                   f"--storage {storage} --out job --rounds 1 --train-workers 1 --set mining.folds=0",
         runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES, "env_vars": {"HF_HUB_OFFLINE": "1"}},
     )
     status = wait_for_job(client, job_id, timeout=480)
@@ -187,8 +189,9 @@ def started_rays(tiny_corpus):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(HOME=str(root), RAY_TMPDIR=str(root), HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
                RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    # only the entry points RAY_INIT_SITES names: each one probed is a Ray started and stopped
     process = subprocess.Popen([sys.executable, str(REPO / "tests" / "ray_init_probe.py"), str(tiny_corpus),
-                                str(root / "work")], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                str(root / "work"), *sorted(set(RAY_INIT_SITES.values()))], env=env, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=600)
