@@ -56,7 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = RESULTS_DIR / "mae_adaptation.json"
 FIELDS = ("corpus", "clips_pretrained", "held_out_left_out", "transductive", "scored_clips_seen_in_pretraining",
           "labeled", "test", "model", "epochs", "workers", "batch_size", "lr", "norm_pix_loss", "mask_ratio",
-          "before", "after", "dev_waf_gain", "test_waf_gain", "loss_per_epoch", "seconds_per_epoch",
+          "before", "after", "dev_waf_gain", "test_waf_gain", "dev_waf_gain_sd", "test_waf_gain_sd",
+          "seeds_gaining_dev", "seeds_gaining_test", "loss_per_epoch", "seconds_per_epoch",
           "mean_seconds_per_epoch", "images_per_s_per_worker", "frame_cache_decode_s",
           "frames_to_object_store_s", "pretrain_s", "extraction_s")
 
@@ -79,6 +80,16 @@ def labeled_only_waf(table, stream: str, test_names: dict[str, int], seeds: list
             "test_waf_sd": round(float(np.std(test_scores, ddof=1)), 4) if len(seeds) > 1 else None,
             "dev_waf_per_seed": [round(s, 4) for s in dev_scores],
             "test_waf_per_seed": [round(float(s), 4) for s in test_scores]}
+
+
+def paired_gain(before: dict, after: dict) -> dict:
+    """sd of the per-seed gains (after - before) and how many seeds gained, dev and test."""
+    out = {}
+    for split in ("dev", "test"):
+        gains = np.subtract(after[f"{split}_waf_per_seed"], before[f"{split}_waf_per_seed"])
+        out[f"{split}_waf_gain_sd"] = round(float(np.std(gains, ddof=1)), 4) if len(gains) > 1 else None
+        out[f"seeds_gaining_{split}"] = f"{int((gains > 0).sum())}/{len(gains)}"
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,6 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
         "before": scores["before"], "after": scores["after"],
         "dev_waf_gain": round(scores["after"]["dev_waf"] - scores["before"]["dev_waf"], 4),
         "test_waf_gain": round(scores["after"]["test_waf"] - scores["before"]["test_waf"], 4),
+        # the gain's spread: each learner seed is trained on both encoders' features, so the
+        # per-seed differences are paired (one pre-training run and one dev split: the spread
+        # says nothing about another pre-training seed)
+        **paired_gain(scores["before"], scores["after"]),
         "loss_per_epoch": [round(e["loss"], 4) for e in epochs],
         "seconds_per_epoch": [e["seconds"] for e in epochs],
         "mean_seconds_per_epoch": round(float(np.mean([e["seconds"] for e in epochs])), 2),
@@ -152,7 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nencoder  dev WAF  test WAF   (labeled-only concat-MLP on the video stream, mean of {len(seeds)} seeds)")
     for stream in streams:
         print(f"{stream:7s}  {scores[stream]['dev_waf']:.4f}   {scores[stream]['test_waf']:.4f}")
-    print(f"gain     {result['dev_waf_gain']:+.4f}  {result['test_waf_gain']:+.4f}")
+    print(f"gain     {result['dev_waf_gain']:+.4f}  {result['test_waf_gain']:+.4f}   (sd of the paired per-seed "
+          f"gains {result['dev_waf_gain_sd']} / {result['test_waf_gain_sd']}; seeds gaining "
+          f"{result['seeds_gaining_dev']} / {result['seeds_gaining_test']})")
     print(f"pre-training: {args.epochs} epochs, {result['mean_seconds_per_epoch']} s per epoch "
           f"({result['clips_pretrained']} clips), loss {result['loss_per_epoch'][0]} → {result['loss_per_epoch'][-1]}; "
           f"decoding the frame cache once: {result['frame_cache_decode_s']} s; "

@@ -5,7 +5,9 @@ Synthetic feature rows at MER 2024 size (5,030 labeled + 115,595 unlabeled; stre
 store with a generic CSV manifest; then `run_cyclic_mining` runs four learners for three
 rounds exactly as the job does. Prints and writes benchmarks/results/mer2024_scale.json with
 wall_s, peak_pss_gib (PSS of every Ray process together, GiB), feature_gib, and per round the
-clips mined, the pseudo-label precision and the dev / test WAF (the quality, not only the speed).
+clips mined, the pseudo-label precision, the dev / test WAF, whether it was adopted and why (the
+quality, not only the speed); final_round / final_test_waf: the round the predictions come from.
+A round that is not adopted ends the loop, so fewer than 3 mined rounds can be recorded.
 
     python benchmarks/mer2024_scale.py                 # full size (~10-25 min on 2 cores)
     python benchmarks/mer2024_scale.py --scale 0.05    # a quick look
@@ -35,7 +37,7 @@ PRIORS = np.array([0.27, 0.24, 0.22, 0.14, 0.07, 0.06])
 FIELDS = ("rows_labeled", "rows_unlabeled", "scale", "epochs", "wall_s", "peak_pss_gib", "feature_gib",
           "peak_over_features", "ray_footprint_pss_gib", "above_footprint_over_features", "mined_per_round",
           "seconds_per_round", "pseudo_label_precision_per_round", "dev_waf_per_round", "test_waf_per_round",
-          "adopted_per_round")
+          "adopted_per_round", "reason_per_round", "final_round", "final_test_waf")
 
 
 def make_rows(root: Path, n_labeled: int, n_unlabeled: int, n_test: int, seed: int = 0) -> float:
@@ -98,6 +100,8 @@ def main(argv=None) -> None:
           f"{result['peak_over_features']} | {result['above_footprint_over_features']} | "
           f"{result['mined_per_round']} | {result['pseudo_label_precision_per_round']} | "
           f"{result['dev_waf_per_round']} | {result['test_waf_per_round']} |")
+    print(f"final predictions from round {result['final_round']}: test WAF {result['final_test_waf']}; "
+          f"last round: {result['reason_per_round'][-1]}")
     write_record(args.out, result, script=__file__, fields=FIELDS, argv=argv, load_start=load_start)
 
 
@@ -145,6 +149,10 @@ def run_once(args, *, scale: float, epochs: int) -> dict:
         "dev_waf_per_round": [r.get("dev_waf") for r in metrics["rounds"]],
         "test_waf_per_round": [r["test_waf"] for r in metrics["rounds"]],
         "adopted_per_round": [r.get("adopted") for r in metrics["rounds"]],
+        # why each round was adopted or not, and whether the loop stopped there (a round that
+        # is not adopted ends the mining); the final predictions come from `final_round`
+        "reason_per_round": [r.get("reason") for r in metrics["rounds"]],
+        "final_round": metrics["final"]["round"], "final_test_waf": metrics["final"]["test_waf"],
     }
 
 
