@@ -121,11 +121,14 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     cfg = dataclasses.replace(cfg, mining=mining, train_workers=0)
     with tempfile.TemporaryDirectory() as run_dir:
         history = run_rounds(cfg, data, Path(run_dir), echo=False)
-    chosen, why = final_round(history, mining.adopt)
+    chosen, why = final_round(history, mining)
     final = next(m for m in history if m["round"] == chosen)
+    # the same run under the rule without the margin (the best held-out round), side by side
+    unguarded, _ = final_round(history, dataclasses.replace(mining, final_margin=0.0))
     return dict(test_waf=final["test_waf"], round0_waf=history[0]["test_waf"], final_round=chosen,
+                best_round=unguarded, best_round_waf=next(m for m in history if m["round"] == unguarded)["test_waf"],
                 rounds=[dict(round=m["round"], test_waf=m["test_waf"], held_out_waf=m["dev_waf"],
-                             adopted=m.get("adopted", True), mined=m["mined"],
+                             adopted=m.get("adopted", True), vs_round0=m.get("vs_round0"), mined=m["mined"],
                              precision=m["pseudo_label_precision"], mined_per_class=m["mined_per_class"],
                              learners_test_waf={n: v.get("test_waf") for n, v in m["learners"].items()})
                         for m in history])

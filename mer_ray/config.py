@@ -107,6 +107,9 @@ class MiningConfig:
     # the final ensemble is the adopted round with the best out-of-fold WAF. "always": the last round.
     adopt: str = "oof"
     adopt_noise: float = 1.0
+    # ... and that round replaces round 0 only when its out-of-fold WAF beats round 0's by more
+    # than `final_margin` bootstrap sd of their paired difference (0: the best round, however close)
+    final_margin: float = 1.0
     dev_fraction: float = 0.2     # folds < 2: labeled clips held out for early stopping and ranking
     folds: int = 5                # >= 2: seed 003's k folds of every labeled clip; 0: a dev split
     canary_fraction: float = 0.0  # labeled clips hidden in the pool to measure real precision
@@ -119,6 +122,9 @@ class MiningConfig:
         for name, allowed in (("adopt", ("oof", "always")), ("split", ("even", "all"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"mining.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.final_margin < 0 or self.adopt_noise < 0:
+            raise ValueError(f"mining.final_margin and mining.adopt_noise are numbers of standard deviations, >= 0; "
+                             f"got {self.final_margin}, {self.adopt_noise}")
         if self.rounds < 0 or self.folds == 1 or self.folds < 0:
             raise ValueError(f"mining.rounds must be >= 0 and mining.folds 0 (a dev split) or >= 2; "
                              f"got rounds {self.rounds}, folds {self.folds}")

@@ -48,7 +48,7 @@ def test_default_mining_beats_round_0_by_more_than_seed_noise(digits, tmp_path, 
     other_seeds = ray_session.remote(num_cpus=1)(round0_test_wafs).remote((101, 202))
 
     history = run_rounds(cfg, data, tmp_path / "mined", echo=False)
-    chosen, why = final_round(history, cfg.mining.adopt)
+    chosen, why = final_round(history, cfg.mining)
     final = next(m for m in history if m["round"] == chosen)["test_waf"]
     gain = final - history[0]["test_waf"]
     round0 = [history[0]["test_waf"], *ray_session.get(other_seeds)]

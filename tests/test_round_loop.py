@@ -67,3 +67,49 @@ def test_a_weighted_ensemble_records_its_weights_and_scores_the_test_with_them(t
     plain = run_rounds(dataclasses.replace(cfg, mining=MiningConfig(rounds=0, folds=3)), data,
                        tmp_path / "plain", echo=False)
     assert "weight" not in plain[0]["learners"]["A"]
+
+
+def _round(r, oof, gain=None, noise=None, adopted=True):
+    m = dict(round=r, dev_waf=oof, adopted=adopted)
+    if gain is not None:
+        m["vs_round0"] = dict(gain=gain, noise=noise)
+    return m
+
+
+def test_a_round_replaces_round_0_only_when_it_beats_it_beyond_the_noise():
+    from mer_ray.mining.cycle import final_round
+
+    close = [_round(0, 0.80), _round(1, 0.81, 0.01, 0.015), _round(2, 0.805, 0.005, 0.012)]
+    chosen, why = final_round(close, MiningConfig())
+    assert chosen == 0 and "within 1 x its noise 0.0150" in why
+    # a zero margin takes the best held-out round, however close
+    assert final_round(close, MiningConfig(final_margin=0.0))[0] == 1
+    # the best round is within the noise, an earlier one is clear of it: that one
+    mixed = [_round(0, 0.80), _round(1, 0.84, 0.04, 0.01), _round(2, 0.85, 0.05, 0.06)]
+    assert final_round(mixed, MiningConfig())[0] == 1
+    clear = [_round(0, 0.80), _round(1, 0.84, 0.04, 0.01), _round(2, 0.86, 0.06, 0.01), _round(3, 0.70, -0.1, 0.01, False)]
+    assert final_round(clear, MiningConfig())[0] == 2
+    assert final_round(clear, MiningConfig(adopt="always"))[0] == 3
+    with pytest.raises(ValueError, match="final_margin"):
+        MiningConfig(final_margin=-1)
+
+
+def test_each_round_records_its_gain_over_round_0_and_a_resumed_run_keeps_scoring_against_it(tmp_path, one_torch_thread):
+    from mer_ray.mining.cycle import final_round
+
+    data, truth = mining_data(load_viewset("digits", seed=1), 1)
+    quick = tuple(dataclasses.replace(s, max_epochs=6, patience=2) for s in LEARNERS[:3])
+    cfg = RunConfig(seed=1, train_workers=0, learners=quick, mining=MiningConfig(rounds=1, folds=2))
+    history = run_rounds(cfg, data, tmp_path / "run", echo=False)
+    assert "vs_round0" not in history[0]
+    vs = history[1]["vs_round0"]
+    assert vs["gain"] == pytest.approx(history[1]["dev_waf"] - history[0]["dev_waf"], abs=1e-4)
+    assert 0 < vs["noise"] < 0.2
+    # one round more, resumed from the folder: round 2 is scored against the saved round 0
+    more = dataclasses.replace(cfg, mining=dataclasses.replace(cfg.mining, rounds=2))
+    resumed = run_rounds(more, data, tmp_path / "run", echo=False)
+    assert [m["round"] for m in resumed] == [0, 1, 2]
+    if resumed[2]["adopted"]:
+        assert resumed[2]["vs_round0"]["gain"] == pytest.approx(resumed[2]["dev_waf"] - resumed[0]["dev_waf"], abs=1e-4)
+    chosen, why = final_round(resumed, more.mining)
+    assert chosen in (0, 1, 2) and why

@@ -120,6 +120,7 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
     best = _best_round(history)
     best_oof = (np.load(round_dir(run_dir, best["round"]) / "probs.npz")["oof_pred"] if best else None)
     oof_labels = np.concatenate([table.label[s.held_out] for s in splits])
+    round0_oof = np.load(round_dir(run_dir, 0) / "probs.npz")["oof_pred"] if history else None
 
     for r in range(state.next_round, mining.rounds + 1):
         if state.stopped:
@@ -171,6 +172,11 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         metrics["dev_waf"] = round(waf(oof_labels, oof_pred), 4)
         metrics.update(adoption(mining, metrics["dev_waf"], oof_pred, oof_labels, best, best_oof,
                                 seed=learner_seed(cfg.seed, r, 99_999)))
+        if r == 0:
+            round0_oof = oof_pred
+        else:   # what the round gained over labeled-only, and how much of that luck can give
+            metrics["vs_round0"] = dict(gain=round(metrics["dev_waf"] - history[0]["dev_waf"], 4), noise=round(
+                paired_noise(oof_pred, round0_oof, oof_labels, seed=learner_seed(cfg.seed, r, 99_997)), 4))
         if metrics["adopted"] and (best is None or metrics["dev_waf"] >= best["dev_waf"]):
             best, best_oof = metrics, oof_pred
         state.stopped = not metrics["adopted"]
@@ -241,16 +247,21 @@ def _held_out(split_probs: np.ndarray, rows: np.ndarray, splits: list[Split], la
     return split_probs[:, owner[rows], rows], labels[rows]
 
 
+def paired_noise(pred: np.ndarray, other: np.ndarray, labels: np.ndarray, *, seed: int) -> float:
+    """The standard deviation of WAF(pred) - WAF(other) over a bootstrap of the labeled clips
+    (the same clips, scored by both): what two rounds' out-of-fold scores differ by from the
+    luck of which clips were labeled."""
+    resample = np.random.default_rng(seed).integers(0, len(labels), size=(200, len(labels)))
+    return float(np.std([waf(labels[b], pred[b]) - waf(labels[b], other[b]) for b in resample]))
+
+
 def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, best: dict | None,
              best_pred: np.ndarray | None, *, seed: int) -> dict:
     """Is this round adopted? Not when its out-of-fold WAF is below the best adopted round's by
-    more than `adopt_noise` standard deviations of the paired difference (a bootstrap over the
-    labeled clips: the same clips, scored by both rounds). Round 0 always is."""
+    more than `adopt_noise` standard deviations of the paired difference. Round 0 always is."""
     if best is None:
         return dict(adopted=True, noise=None, reason="round 0: the labeled-only learners")
-    resample = np.random.default_rng(seed).integers(0, len(labels), size=(200, len(labels)))
-    diffs = np.array([waf(labels[b], oof_pred[b]) - waf(labels[b], best_pred[b]) for b in resample])
-    noise = float(diffs.std())
+    noise = paired_noise(oof_pred, best_pred, labels, seed=seed)
     drop = best["dev_waf"] - oof_waf
     if mining.adopt == "always":
         return dict(adopted=True, noise=round(noise, 4), reason="adopt: always")
@@ -269,13 +280,28 @@ def _best_round(history: list[dict]) -> dict | None:
     return max(reversed(adopted), key=lambda m: m["dev_waf"]) if adopted else None
 
 
-def final_round(history: list[dict], how: str) -> tuple[int, str]:
-    """The round whose learners make the final ensemble, and why."""
-    if how == "always":
+def _earns_its_place(m: dict, margin: float) -> bool:
+    """Round 0, or a round whose out-of-fold WAF beats round 0's by more than `margin` sd of
+    the paired difference (a round of a run made before this was recorded: yes)."""
+    vs = m.get("vs_round0")
+    return m["round"] == 0 or vs is None or vs["gain"] > margin * vs["noise"]
+
+
+def final_round(history: list[dict], mining) -> tuple[int, str]:
+    """The round whose learners make the final ensemble, and why: the adopted round with the
+    best out-of-fold WAF among those that beat round 0 beyond its noise (`final_margin`)."""
+    if mining.adopt == "always":
         return history[-1]["round"], "the last round (mining.adopt: always)"
     best = _best_round(history)
-    return best["round"], (f"the adopted round with the best held-out WAF ({best['dev_waf']:.4f}; out of fold, "
-                           f"or on the dev split) of rounds {[m['round'] for m in history]}")
+    rounds = [m["round"] for m in history]
+    if _earns_its_place(best, mining.final_margin):
+        return best["round"], (f"the adopted round with the best held-out WAF ({best['dev_waf']:.4f}; out of fold, "
+                               f"or on the dev split) of rounds {rounds}")
+    # mining that cannot be told from the luck of the labeled clips is not worth its risk
+    earned = _best_round([m for m in history if _earns_its_place(m, mining.final_margin)])
+    vs = best["vs_round0"]
+    return earned["round"], (f"round {earned['round']}: the best held-out round, {best['round']}, beats round 0 "
+                             f"by {vs['gain']:+.4f}, within {mining.final_margin:g} x its noise {vs['noise']:.4f}")
 
 
 def _round_metrics(r, data: MiningData, state: MiningState, results, learners, votes, cfg, scores, weights) -> dict:

@@ -46,7 +46,7 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the chosen round's learners → predictions.csv, final metrics."""
     out = Path(cfg.out)
     rounds = read_rounds(out)
-    chosen, why = final_round(rounds, cfg.mining.adopt)   # the best adopted round, not blindly the last
+    chosen, why = final_round(rounds, cfg.mining)   # the best adopted round, not blindly the last
     used = next(m for m in rounds if m["round"] == chosen)
     saved = np.load(round_dir(out, chosen) / "probs.npz", allow_pickle=False)
     probs = saved["probs"]
