@@ -40,14 +40,9 @@ def same_predictions(run, corpus, out):
 
 
 def test_predict_reproduces_a_k_fold_run(ray_session, npy_setup, tmp_path):
-    """Also the k-fold mining itself (was tests/test_end_to_end.py's own 3-fold run): every round
-    runs, and each learner's checkpoint holds its three fold models (seed 003's CV)."""
-    import json
-
-    run = mine(npy_setup, "folds", folds=3)
-    assert [r["round"] for r in json.loads((run / "metrics.json").read_text())["rounds"]] == [0, 1]
+    run = mine(npy_setup, "folds", folds=2)
     weights = torch.load(run / "round-1" / "M1.pt", weights_only=True)
-    assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1", "2"}
+    assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1"}
     same_predictions(run, npy_setup[0], tmp_path / "predicted")
 
 
@@ -62,10 +57,8 @@ def test_default_learners_follow_the_streams_modalities():
     learners = {s.name: s for s in default_learners({"hubert": "audio", "clip": "video", "baichuan": "text",
                                                      "wavlm": "audio"})}
     assert [s.fusion for s in learners.values()] == [s.fusion for s in DEFAULT_LEARNERS]
-    # each default learner sees every modality, so every stream of them
-    assert all(s.streams == ("baichuan", "clip", "hubert", "wavlm") for s in learners.values())
-    fused = default_learners({"hubert": "audio", "baichuan": "text", "joint": "audio+video"})
-    assert all(s.streams == ("baichuan", "hubert", "joint") for s in fused)   # a fused stream counts for both
+    assert learners["M2"].streams == ("baichuan", "clip", "hubert", "wavlm")   # audio + text + video
+    assert learners["M3"].streams == ("baichuan", "clip")                # text + video
     only_audio = default_learners({"hubert": "audio"})
     assert all(s.streams == ("hubert",) for s in only_audio)             # still four voters
 

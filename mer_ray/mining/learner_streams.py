@@ -4,9 +4,9 @@ asking for a stream the run lacks is refused before any work, naming the streams
 The default learners (M1..M4, `DEFAULT_LEARNERS`) are written over streams named after their
 modality (`audio`, `text`, `video`). A run whose streams are named otherwise (MERTools folders:
 `chinese-hubert-large`, `clip-vit-large-patch14`, `Baichuan-13B-Base`, ...) keeps the same four
-fusions, each over every stream of its modalities (the defaults see every modality, so every
-stream; a learner written over some modalities keeps to their streams); a combination with no
-such stream takes all streams, so there are always four voters with different fusions.
+fusions and modality combinations (seed 004: A+T+V, A+V, T+V, A+T), each over every stream of
+those modalities; a combination with no such stream takes all streams, so there are always four
+voters with different fusions.
 """
 from __future__ import annotations
 
