@@ -80,11 +80,11 @@ def test_a_round_replaces_round_0_only_when_it_beats_it_beyond_the_noise():
     from mer_ray.mining.cycle import final_round
 
     close = [_round(0, 0.80), _round(1, 0.81, 0.01, 0.015), _round(2, 0.805, 0.005, 0.012)]
-    guarded = MiningConfig(final_margin=1.0)
+    guarded = MiningConfig()   # the default: final_margin 1.0
     chosen, why = final_round(close, guarded)
     assert chosen == 0 and "within 1 x its noise 0.0150" in why
-    # no margin (the default) takes the best held-out round, however close
-    assert final_round(close, MiningConfig())[0] == 1
+    # no margin takes the best held-out round, however close
+    assert final_round(close, MiningConfig(final_margin=0.0))[0] == 1
     # the best round is within the noise, an earlier one is clear of it: that one
     mixed = [_round(0, 0.80), _round(1, 0.84, 0.04, 0.01), _round(2, 0.85, 0.05, 0.06)]
     assert final_round(mixed, guarded)[0] == 1
