@@ -104,9 +104,10 @@ class MiningConfig:
     adopt: str = "oof"
     adopt_noise: float = 1.0
     # ... and it replaces round 0 only when its out-of-fold WAF beats round 0's by more than
-    # `final_margin` bootstrap sd of their paired difference: measured, it kept the default from
-    # ending below round 0 on 13 of 13 (data set, seed), at -0.002 / +0.002 / +0.010 on the
-    # means (docs/mining.md). 0: the best round, however close to round 0
+    # `final_margin` bootstrap sd of their paired difference: measured, the default then ended
+    # below round 0 on 0 of 13 (data set, split seed), at -0.002 / +0.002 / +0.010 on the means,
+    # though on 2 of 6 runs with other training seeds it still did (docs/mining.md): a guard,
+    # not a guarantee. 0: the best round, however close to round 0
     final_margin: float = 1.0
     dev_fraction: float = 0.2     # folds < 2: labeled clips held out for early stopping and ranking
     folds: int = 5                # >= 2: seed 003's k folds of every labeled clip; 0: a dev split
