@@ -10,6 +10,7 @@ check each function against scikit-learn instead.
 - `uar`: unweighted average recall (seed 002 reports UAR / WAR).
 - `mse`: valence mean squared error (seed 003, eq. 11).
 - `combined`: WAF - 0.25 * MSE (seed 003, eq. 12), the MER-MULTI / MER-NOISE metric.
+- `paired_noise`: how much two predictions' WAF on the same clips differ by luck alone.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ __all__ = [
     "combined",
     "confusion",
     "mse",
+    "paired_noise",
     "uar",
     "waf",
     "war",
@@ -178,3 +180,13 @@ def classification_report(
             raise ValueError(f"v_true has {n_valence} rows but y_true has {n_labels}")
         report["combined"] = combined(report["waf"], report["mse"])
     return report
+
+
+def paired_noise(pred: ArrayLike, other: ArrayLike, labels: ArrayLike, *, seed: int,
+                 resamples: int = 200) -> float:
+    """The standard deviation of WAF(pred) - WAF(other) over a bootstrap of the clips (the same
+    clips, scored by both): what two predictions' scores differ by from the luck of which clips
+    were labeled. Used to tell a better round, or a worse learner, from chance."""
+    pred, other, labels = np.asarray(pred), np.asarray(other), np.asarray(labels)
+    resample = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
+    return float(np.std([waf(labels[b], pred[b]) - waf(labels[b], other[b]) for b in resample]))

@@ -36,8 +36,8 @@ import torch
 from mer_ray.config import RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
-from mer_ray.metrics import accuracy, score_block, waf
-from mer_ray.mining.ensemble import ENSEMBLES, cross_fitted, ensemble, select_weights
+from mer_ray.metrics import accuracy, paired_noise, score_block, waf
+from mer_ray.mining.ensemble import cross_fitted, ensemble, learner_weights
 from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
 from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
 from mer_ray.storage import Mirror
@@ -164,9 +164,9 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         # 4. score out of fold, decide whether the round is adopted (every worker decides alike)
         scores = [results[i]["held_out_waf"] for i in range(len(learners))]
         held_probs = np.concatenate([state.split_probs[:, k, s.held_out] for k, s in enumerate(splits)], axis=1)
-        # the weighted ensemble's weights: chosen on every labeled clip's out-of-fold prediction
-        # for the test and pool, cross-fitted for the out-of-fold score itself (other ensembles: none)
-        weights = select_weights(held_probs, oof_labels) if ENSEMBLES.meta(mining.ensemble).get("weighted") else None
+        # a weighing ensemble's weights: chosen on every labeled clip's out-of-fold prediction
+        # for the test and pool, cross-fitted for the out-of-fold score itself (others: none)
+        weights = learner_weights(mining.ensemble, held_probs, oof_labels, seed=learner_seed(cfg.seed, r, 99_996))
         oof_pred = cross_fitted(mining.ensemble, held_probs, oof_labels, scores, seed=learner_seed(cfg.seed, r, 99_998))
         metrics = _round_metrics(r, data, state, results, learners, votes, cfg, scores, weights)
         metrics["dev_waf"] = round(waf(oof_labels, oof_pred), 4)
@@ -247,14 +247,6 @@ def _held_out(split_probs: np.ndarray, rows: np.ndarray, splits: list[Split], la
     return split_probs[:, owner[rows], rows], labels[rows]
 
 
-def paired_noise(pred: np.ndarray, other: np.ndarray, labels: np.ndarray, *, seed: int) -> float:
-    """The standard deviation of WAF(pred) - WAF(other) over a bootstrap of the labeled clips
-    (the same clips, scored by both): what two rounds' out-of-fold scores differ by from the
-    luck of which clips were labeled."""
-    resample = np.random.default_rng(seed).integers(0, len(labels), size=(200, len(labels)))
-    return float(np.std([waf(labels[b], pred[b]) - waf(labels[b], other[b]) for b in resample]))
-
-
 def adoption(mining, oof_waf: float, oof_pred: np.ndarray, labels: np.ndarray, best: dict | None,
              best_pred: np.ndarray | None, *, seed: int) -> dict:
     """Is this round adopted? Not when its out-of-fold WAF is below the best adopted round's by
@@ -311,7 +303,7 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
                                        train_size=round(results[i]["train_size"], 1),
                                        best_epoch=results[i]["best_epoch"])
                        for i, spec in enumerate(learners)}
-    if weights is not None:   # the weighted ensemble's, in steps of 1/20: exact at 4 decimals
+    if weights is not None:   # a weighing ensemble's: steps of 1/20 (weighted) or 1/kept (pruned)
         for i, spec in enumerate(learners):
             learner_metrics[spec.name]["weight"] = round(float(weights[i]), 4)
     n_splits = len(state.mined)

@@ -35,8 +35,8 @@ def write_predictions(out: Path, names, labels, valence) -> None:
 
 
 def learner_scores(round_metrics: dict, cfg: RunConfig) -> tuple[list[float], list[float] | None]:
-    """A round's out-of-fold WAF per learner and its ensemble weights (None unless the ensemble is
-    `weighted`), in the order of cfg.learners."""
+    """A round's out-of-fold WAF per learner and its ensemble weights (None unless the ensemble
+    weighs its learners: `weighted`, `pruned`), in the order of cfg.learners."""
     learners = [round_metrics["learners"][spec.name] for spec in cfg.learners]
     weights = [m["weight"] for m in learners] if all("weight" in m for m in learners) else None
     return [m["dev_waf"] for m in learners], weights
