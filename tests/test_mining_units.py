@@ -194,6 +194,27 @@ def test_the_out_of_fold_score_of_a_weighted_ensemble_is_cross_fitted():
     assert np.array_equal(out, cross_fitted("weighted", probs, labels, [0] * 4, seed=0))   # deterministic
 
 
+def test_pruning_drops_only_a_learner_clearly_behind_the_best():
+    from mer_ray.mining.ensemble import cross_fitted, prune_weights
+
+    probs, labels = _one_good_three_noisy(n=300)
+    assert prune_weights(probs, labels, seed=0).tolist() == [1.0, 0, 0, 0]   # 0.9 vs 0.4 right
+    assert (ensemble("pruned", probs, [0] * 4, prune_weights(probs, labels, seed=0)) == probs[0].argmax(-1)).all()
+    # four learners that differ only by luck: right on 80 % of the clips each, different clips
+    rng = np.random.default_rng(3)
+    alike = rng.dirichlet(np.ones(6), size=(4, 300)) * 0.5
+    for i in range(4):
+        right = rng.random(300) < 0.8
+        alike[i, np.flatnonzero(right), labels[right]] += 0.5
+    assert prune_weights(alike, labels, seed=0).tolist() == [0.25] * 4
+    # the same learners one sd apart are kept with sds=2, dropped with sds=0
+    assert prune_weights(alike, labels, seed=0, sds=0.0).tolist() != [0.25] * 4
+    out = cross_fitted("pruned", probs, labels, [0] * 4, seed=0)
+    assert np.array_equal(out, probs[0].argmax(-1)) and np.array_equal(out, cross_fitted("pruned", probs, labels, [0] * 4, seed=0))
+    with pytest.raises(ValueError, match="weights"):
+        ensemble("pruned", probs, [0] * 4)
+
+
 def test_state_gives_each_learner_its_own_share_plus_the_clips_for_everyone():
     mined = Mined(np.array([10, 11, 12, 13]), np.array([4, 5, 4, 1]), np.array([0, 1, 0, -1]))
     rows, y = mined.of_learner(0)
@@ -309,6 +330,8 @@ def test_a_misspelt_policy_option_or_an_impossible_noisy_view_stops_the_run_befo
     with pytest.raises(ValueError, match="noisy_view does not work with mining.folds >= 2"):
         check_mining(noisy)
     check_mining(dataclasses.replace(noisy, mining=MiningConfig(folds=0)))
+    with pytest.raises(ValueError, match="mining.ensemble 'mean-probs' is not registered; registered: .*mean-prob"):
+        check_mining(RunConfig(mining=MiningConfig(ensemble="mean-probs")))
 
 
 def test_seed004_preset_is_the_paper_and_explicit_fields_win():

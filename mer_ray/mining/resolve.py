@@ -11,6 +11,7 @@ from mer_ray.corpus.demo import demo_corpus
 from mer_ray.features.sources import canonical, stream_modality
 from mer_ray.features.store import FeatureStore
 from mer_ray.learners import FUSIONS, fusion_options
+from mer_ray.mining.ensemble import ENSEMBLES
 from mer_ray.mining.learner_streams import check_learner_streams, default_learners
 from mer_ray.mining.policies import create_policy
 from mer_ray.storage import Mirror, is_remote, join
@@ -39,8 +40,11 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def check_mining(cfg: RunConfig) -> None:
     """What would otherwise fail only after the extraction: the policy chain and its options,
-    and a noisy view that the folds cannot hold."""
+    the ensemble, and a noisy view that the folds cannot hold."""
     create_policy(cfg.mining)
+    if cfg.mining.ensemble not in ENSEMBLES:
+        raise ValueError(f"mining.ensemble {cfg.mining.ensemble!r} is not registered; registered: "
+                         f"{', '.join(ENSEMBLES.names())}")
     if cfg.extract.noisy_view and cfg.mining.folds >= 2:
         raise ValueError("extract.noisy_view does not work with mining.folds >= 2: a clip's noisy copy "
                          "would sit in another fold and validate on its own clean copy; use the dev split "
