@@ -207,7 +207,7 @@ def test_pruning_drops_only_a_learner_clearly_behind_the_best():
         right = rng.random(300) < 0.8
         alike[i, np.flatnonzero(right), labels[right]] += 0.5
     assert prune_weights(alike, labels, seed=0).tolist() == [0.25] * 4
-    # the same learners one sd apart are kept with sds=2, dropped with sds=0
+    # with no allowance for luck (sds=0) every learner below the best is dropped
     assert prune_weights(alike, labels, seed=0, sds=0.0).tolist() != [0.25] * 4
     out = cross_fitted("pruned", probs, labels, [0] * 4, seed=0)
     assert np.array_equal(out, probs[0].argmax(-1)) and np.array_equal(out, cross_fitted("pruned", probs, labels, [0] * 4, seed=0))

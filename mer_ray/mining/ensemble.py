@@ -92,12 +92,8 @@ def prune_weights(probs: np.ndarray, labels: np.ndarray, *, seed: int, sds: floa
     return keep / keep.sum()
 
 
-def _caruana(probs: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+def _caruana(probs: np.ndarray, labels: np.ndarray, *, seed: int) -> np.ndarray:
     return select_weights(probs, labels)   # greedy and deterministic: no seed to use
-
-
-def _pruning(probs: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
-    return prune_weights(probs, labels, seed=seed)
 
 
 @ENSEMBLES.register("weighted", weigh=_caruana)
@@ -106,7 +102,7 @@ def weighted(probs: np.ndarray, dev_scores: np.ndarray, weights: np.ndarray | No
     return _weighted_mean(probs, weights)
 
 
-@ENSEMBLES.register("pruned", weigh=_pruning)
+@ENSEMBLES.register("pruned", weigh=prune_weights)
 def pruned(probs: np.ndarray, dev_scores: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """The mean probability of the learners not clearly behind the best (`prune_weights`)."""
     return _weighted_mean(probs, weights)
@@ -121,8 +117,8 @@ def _weighted_mean(probs: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
 def learner_weights(name: str, probs: np.ndarray, labels: np.ndarray, *, seed: int) -> np.ndarray | None:
     """The ensemble's learner weights [L] chosen on held-out `probs` [L, D, C] and `labels` [D];
     None for an ensemble that does not weigh its learners."""
-    weigh = ENSEMBLES.meta(name).get("weigh")   # registered with the ensemble: weigh(probs, labels, seed)
-    return None if weigh is None else weigh(probs, labels, seed)
+    weigh = ENSEMBLES.meta(name).get("weigh")   # registered with the ensemble: weigh(probs, labels, *, seed)
+    return None if weigh is None else weigh(probs, labels, seed=seed)
 
 
 def cross_fitted(name: str, probs: np.ndarray, labels: np.ndarray, dev_scores, *, seed: int,
