@@ -334,6 +334,16 @@ def test_a_misspelt_policy_option_or_an_impossible_noisy_view_stops_the_run_befo
         check_mining(RunConfig(mining=MiningConfig(ensemble="mean-probs")))
 
 
+def test_a_misspelt_mining_setting_stops_the_run_before_the_demo_corpus_is_generated(tmp_path, monkeypatch):
+    from mer_ray.config import RunConfig
+    from mer_ray.mining.resolve import resolve
+
+    monkeypatch.chdir(tmp_path)   # the demo corpus would be generated under ./.cache (a minute)
+    with pytest.raises(ValueError, match="mining.ensemble 'mean-probs' is not registered"):
+        resolve(RunConfig(mining=MiningConfig(ensemble="mean-probs")))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_seed004_preset_is_the_paper_and_explicit_fields_win():
     from mer_ray.config import config_from_dict, load_config
     cfg = config_from_dict({"mining": {"preset": "seed004", "rounds": 5}}).mining

@@ -24,6 +24,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     the store defaults to <storage>/features and a relative `out` to <storage>/runs/<out>: on a
     cluster the encoder actors, the Ray Train workers and a rerun driver all read and write the
     same files."""
+    check_mining(cfg)   # before the demo corpus is generated (a minute), not after
     storage = check_storage(cfg.storage)
     corpus = Path(cfg.corpus) if cfg.corpus else demo_corpus(cfg.seed)
     truth = cfg.truth or (str(corpus / "truth") if (corpus / "truth").is_dir() else None)
@@ -34,7 +35,6 @@ def resolve(cfg: RunConfig) -> RunConfig:
         out = cfg.out or str(Path("runs") / name)
     store = cfg.store or (join(storage, "features") if storage else str(corpus / "features"))
     cfg = dataclasses.replace(cfg, corpus=str(corpus), truth=truth, out=out, store=store)
-    check_mining(cfg)
     return resolve_learners(cfg)
 
 
