@@ -129,18 +129,6 @@ def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
     assert "self-training" in page and "labeled-only" in page
 
 
-def test_k_fold_mining_trains_fold_ensembles(ray_session, tiny_corpus, tmp_path):
-    cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "folds"), store=str(tiny_corpus / "features"),
-                    train_workers=0, mining=MiningConfig(rounds=1, folds=3))
-    out = run_cyclic_mining(cfg)
-    rounds = json.loads((out / "metrics.json").read_text())["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1]
-    # each learner's checkpoint holds its three fold models (seed 003's CV, probabilities averaged)
-    import torch
-    weights = torch.load(out / "round-1" / "M1.pt", weights_only=True)
-    assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1", "2"}
-
-
 def test_predict_job_reproduces_the_runs_predictions(ray_train_run, tiny_corpus, tmp_path):
     """jobs/predict.py: the finished run applied to clips (here, the same corpus, features already
     stored) gives the run's own predictions: same weights, same scaling, same ensemble."""

@@ -3,6 +3,7 @@ checkpoints hold a FoldEnsemble) applied to clips give the run's own predictions
 default learners follow a run's streams, and a learner asking for a stream the run lacks is
 refused before any work, naming the streams there are."""
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -41,8 +42,11 @@ def same_predictions(run, corpus, out):
 
 def test_predict_reproduces_a_k_fold_run(ray_session, npy_setup, tmp_path):
     run = mine(npy_setup, "folds", folds=2)
-    weights = torch.load(run / "round-1" / "M1.pt", weights_only=True)
-    assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1"}
+    assert [r["round"] for r in json.loads((run / "metrics.json").read_text())["rounds"]] == [0, 1]
+    # each learner's checkpoint holds its fold models (seed 003's CV, probabilities averaged)
+    for r, learner in ((0, "M1"), (1, "M1"), (1, "M4")):
+        weights = torch.load(run / f"round-{r}" / f"{learner}.pt", weights_only=True)
+        assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1"}, (r, learner)
     same_predictions(run, npy_setup[0], tmp_path / "predicted")
 
 

@@ -159,9 +159,15 @@ def frames_dataset(cache: FrameCache, names: list[str] | None = None, *,
         raise ValueError(f"frame cache {cache.root} is empty: no clip could be decoded "
                          f"(see {cache.errors.path})")
     wanted = None if names is None or set(names) >= cache.cached_names() else frozenset(names)
-    ds = (ray.data.read_parquet(parts, columns=["name", "frames"])
-          .map_batches(_to_array, fn_kwargs=dict(shape=cache.settings.shape, names=wanted),
-                       batch_format="numpy"))
+    unpack = dict(shape=cache.settings.shape, names=wanted)
     if in_memory is None:
         in_memory = cache.nbytes() <= ray.cluster_resources().get("object_store_memory", 0) / 3
-    return ds.materialize() if in_memory else ds
+    if in_memory:
+        # a cache that fits is read here, a block per part: `read_parquet` + `materialize` would
+        # start a file-listing task, footer-reader actors and map tasks (cold workers, seconds)
+        from ray.data.block import BlockAccessor
+
+        batches = (_to_array(pq.read_table(part, columns=["name", "frames"]).to_pydict(), **unpack) for part in parts)
+        return ray.data.from_blocks([BlockAccessor.batch_to_block(b) for b in batches if len(b["frames"])])
+    return ray.data.read_parquet(parts, columns=["name", "frames"]).map_batches(_to_array, fn_kwargs=unpack,
+                                                                                batch_format="numpy")
