@@ -59,7 +59,8 @@ def mertools_run(installed, tiny_corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mertools-run")
     corpus, bad = messy_copy(tiny_corpus, tmp / "MER2024")
     features = mertools_features(tiny_corpus, tmp / "features")
-    (tmp / "run.yaml").write_text("mining: {rounds: 1, folds: 0}\n")
+    # one Ray Train worker: its start-up is what the console must keep quiet, a second only costs
+    (tmp / "run.yaml").write_text("train_workers: 1\nmining: {rounds: 1, folds: 0}\n")
     command = [str(bin_dir / "mer-ray"), "mine", "--corpus", str(corpus), "--features", str(features),
                "--stream", "text=text-bow", "--store", str(tmp / "store"), "--out", str(tmp / "run"),
                "--config", str(tmp / "run.yaml")]
@@ -133,8 +134,8 @@ def test_the_console_shows_each_round_once_and_none_of_rays_own_lines(mertools_r
 
 
 def test_predict_from_the_installed_cli_reproduces_the_run(installed, mertools_run):
-    """A dev-split run applied to its own corpus gives its own predictions (the features are all
-    in the store, so no Ray starts)."""
+    """A dev-split run applied to its own corpus gives its own predictions, discrete and valence
+    (the features are all in the store, so no Ray starts)."""
     bin_dir, _ = installed
     run = mertools_run
     assert run["returncode"] == 0
@@ -142,6 +143,13 @@ def test_predict_from_the_installed_cli_reproduces_the_run(installed, mertools_r
                            str(run["corpus"]), "--out", str(run["tmp"] / "predicted")], cwd=run["tmp"],
                           env=_env(run["tmp"]), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    import torch
+
+    # a dev split: one model per learner, no fold ensemble (tests/test_predict.py has the k-fold run)
+    assert not any(k.startswith("folds.") for k in torch.load(run["out"] / "round-1" / "M1.pt", weights_only=True))
     fresh = pd.read_csv(run["tmp"] / "predicted" / "predictions.csv").set_index("name")
     ours = pd.read_csv(run["out"] / "predictions.csv").set_index("name")
     assert fresh.loc[ours.index, "discrete"].equals(ours["discrete"])
+    valence = pd.read_csv(run["tmp"] / "predicted" / "predictions-mer2023.csv").set_index("name")["valence"]
+    ours23 = pd.read_csv(run["out"] / "predictions-mer2023.csv").set_index("name")["valence"]
+    assert (valence.loc[ours23.index] - ours23).abs().max() < 1e-3

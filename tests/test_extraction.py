@@ -59,9 +59,11 @@ def _store_content(store: FeatureStore, stream: str):
 
 
 def _config(audio_model, batch_size=4):
+    # one encoder actor: 19 clips are 5 batches, and a second actor only doubles the start-up
+    # (imports, model) on 2 cores; the pool of two writing one store: the tiny corpus's extraction
     return ExtractConfig(streams={"audio": f"hf-audio:{audio_model}?chunk_seconds=1",
                                   "video": "frame-stats", "text": "text-bow"},
-                         batch_size=batch_size, frame_size=32)
+                         batch_size=batch_size, frame_size=32, encoder_actors=1)
 
 
 def test_bad_clips_are_quarantined_missing_modalities_recorded_and_resume_equals_a_clean_run(

@@ -17,7 +17,7 @@ def test_mlflow_has_the_config_every_round_and_the_report(ray_session, tiny_corp
     streams = mertools_streams(mertools_features(tiny_corpus, tmp_path / "features"))
     cfg = RunConfig(corpus=str(tiny_corpus), out=str(tmp_path / "run"), store=str(tmp_path / "store"),
                     train_workers=0, extract=ExtractConfig(streams=streams),
-                    mining=MiningConfig(rounds=2, folds=0))
+                    mining=MiningConfig(rounds=1, folds=0))
     target = tmp_path / "mlruns"
     out = run_cyclic_mining(cfg, mlflow=str(target))
     rounds = json.loads((out / "metrics.json").read_text())["rounds"]
@@ -25,13 +25,13 @@ def test_mlflow_has_the_config_every_round_and_the_report(ray_session, tiny_corp
     mlflow.set_tracking_uri(target.resolve().as_uri())
     runs = mlflow.search_runs(experiment_names=["mer-ray"])
     assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
-    assert runs.loc[0, "params.mining.rounds"] == "2" and runs.loc[0, "tags.mlflow.runName"] == "run"
+    assert runs.loc[0, "params.mining.rounds"] == "1" and runs.loc[0, "tags.mlflow.runName"] == "run"
     assert runs.loc[0, "params.learners.M2.fusion"] == "linear"
     run_id = runs.loc[0, "run_id"]
     client = mlflow.tracking.MlflowClient()
     history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "test_waf"))
     assert history == [(r["round"], pytest.approx(r["test_waf"])) for r in rounds]
-    assert [m.step for m in client.get_metric_history(run_id, "M1.dev_waf")] == [0, 1, 2]
+    assert [m.step for m in client.get_metric_history(run_id, "M1.dev_waf")] == [0, 1]
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert runs.loc[0, "metrics.final.test_waf"] == pytest.approx(final["test_waf"])
     artifacts = {a.path for a in client.list_artifacts(run_id)}

@@ -1,7 +1,8 @@
-"""`mer-ray predict` from any run: a dev-split run and a k-fold run (mining.folds >= 2, whose
-checkpoints hold a FoldEnsemble) applied to clips give the run's own predictions. Also: the
-default learners follow a run's streams, and a learner asking for a stream the run lacks is
-refused before any work, naming the streams there are."""
+"""`mer-ray predict` from any run: a k-fold run (mining.folds >= 2, whose checkpoints hold a
+FoldEnsemble) applied to clips gives the run's own predictions (a dev-split run: the installed
+CLI's test, tests/test_cli_installed.py). Also: the default learners follow a run's streams,
+and a learner asking for a stream the run lacks is refused before any work, naming the streams
+there are."""
 import dataclasses
 import json
 
@@ -47,12 +48,6 @@ def test_predict_reproduces_a_k_fold_run(ray_session, npy_setup, tmp_path):
     for r, learner in ((0, "M1"), (1, "M1"), (1, "M4")):
         weights = torch.load(run / f"round-{r}" / f"{learner}.pt", weights_only=True)
         assert {k.split(".")[1] for k in weights if k.startswith("folds.")} == {"0", "1"}, (r, learner)
-    same_predictions(run, npy_setup[0], tmp_path / "predicted")
-
-
-def test_predict_reproduces_a_dev_split_run(ray_session, npy_setup, tmp_path):
-    run = mine(npy_setup, "dev-split", folds=0)
-    assert not any(k.startswith("folds.") for k in torch.load(run / "round-1" / "M1.pt", weights_only=True))
     same_predictions(run, npy_setup[0], tmp_path / "predicted")
 
 
