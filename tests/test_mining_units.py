@@ -269,11 +269,29 @@ def test_class_quota_budget_grows_with_the_round_when_the_set_is_revisited():
     assert np.bincount(few.labels[few.selected], minlength=6)[:2].tolist() == [50, 5]
 
 
-def test_class_quota_only_keeps_what_the_vote_proposed():
+def test_class_quota_without_fill_only_keeps_what_the_vote_proposed():
     labels = np.array([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 1]])    # clip 1: only 2 of 4 agree
     sel = select(one_hot_probs(labels), policy=("vote", "class-quota"), prior=[1, 1, 0, 0, 0, 0],
-                 options={"class-quota": {"share_per_round": 1.0}})
+                 options={"class-quota": {"share_per_round": 1.0, "fill": False}})
     assert sel.selected.tolist() == [True, False, True]
+
+
+def test_class_quota_fill_tops_up_a_class_the_learners_seldom_agree_on():
+    # 6 neutral clips all four agree on; 4 worried clips (class 4) only 2 of 4 call worried
+    # (the others split), the best-agreed first; 2 sad clips (class 3) that 2 learners call sad
+    votes = [[0, 0, 0, 0]] * 6 + [[4, 4, 1, 2], [4, 4, 2, 1], [4, 4, 1, 3], [4, 4, 3, 2]] + [[3, 3, 1, 2]] * 2
+    probs = one_hot_probs(np.array(votes).T)
+    probs[:2, 6, 4] = 0.95                                   # clip 6: the most confident worried clip
+    kwargs = dict(policy=("vote", "class-quota"), prior=[0.5, 0, 0, 0, 0.5, 0], pool_size=12)
+    plain = select(probs, options={"class-quota": {"share_per_round": 0.5, "fill": False}}, **kwargs)
+    assert np.flatnonzero(plain.selected).tolist() == [0, 1, 2]          # worried: starved
+    filled = select(probs, options={"class-quota": {"share_per_round": 0.5}}, **kwargs)   # fill: the default
+    # quota 3 + 3: the three voted neutral clips, then the three most confident worried ones;
+    # the sad clips (prior 0) and the fourth worried clip stay out
+    assert np.flatnonzero(filled.selected).tolist() == [0, 1, 2, 6, 7, 8]
+    assert filled.labels[filled.selected].tolist() == [0, 0, 0, 4, 4, 4]
+    # a clip the vote proposed is never displaced by one it did not: neutral is full of voted clips
+    assert filled.agree[filled.selected & (filled.labels == 0)].min() == 4
 
 
 def test_class_adaptive_thresholds_are_lower_for_classes_the_learners_are_unsure_of():
