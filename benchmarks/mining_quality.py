@@ -71,7 +71,9 @@ def _cv_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
     folds = StratifiedKFold(min(5, int(np.bincount(y).min())), shuffle=True, random_state=seed)
-    return float(LogisticRegressionCV(Cs=list(CV_CS), cv=folds, scoring="neg_log_loss", max_iter=2000).fit(x, y).C_[0])
+    search = LogisticRegressionCV(Cs=list(CV_CS), cv=folds, scoring="neg_log_loss", max_iter=2000,
+                                  l1_ratios=(0.0,), use_legacy_attributes=False)   # plain L2, scikit-learn 1.10's form
+    return float(search.fit(x, y).C_)
 
 
 def run_sklearn(method: str, data, truth, seed: int) -> dict:
