@@ -277,8 +277,8 @@ def test_class_quota_without_fill_only_keeps_what_the_vote_proposed():
 
 
 def test_class_quota_fill_tops_up_a_class_the_learners_seldom_agree_on():
-    # 6 neutral clips all four agree on; 4 worried clips (class 4) only 2 of 4 call worried
-    # (the others split), the best-agreed first; 2 sad clips (class 3) that 2 learners call sad
+    # 6 neutral clips all four agree on; 4 worried clips (class 4) only 2 of 4 call worried (the
+    # other two split), clip 6 the most confident of them; 2 sad clips (class 3) 2 learners call sad
     votes = [[0, 0, 0, 0]] * 6 + [[4, 4, 1, 2], [4, 4, 2, 1], [4, 4, 1, 3], [4, 4, 3, 2]] + [[3, 3, 1, 2]] * 2
     probs = one_hot_probs(np.array(votes).T)
     probs[:2, 6, 4] = 0.95                                   # clip 6: the most confident worried clip
