@@ -153,7 +153,7 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
             outputs = [predict_outputs(m, table, learners[i], device=device) for m in fit.models]
             local[i] = dict(split_probs=np.stack([p for p, _ in outputs]).astype(np.float32),
                             valence=np.mean([v for _, v in outputs], axis=0).astype(np.float32),
-                            held_out_waf=fit.oof_waf, best_epoch=fit.best_epoch,
+                            held_out_waf=fit.oof_waf, best_epoch=fit.best_epoch, c=fit.c,
                             held_out_acc=accuracy(oof_labels, np.concatenate(fit.held_out_probs).argmax(1)),
                             train_size=float(np.mean([len(s.fit_rows) + len(e.rows) for s, e in zip(splits, extras)])))
 
@@ -301,7 +301,8 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
     learner_metrics = {spec.name: dict(dev_waf=round(results[i]["held_out_waf"], 4),
                                        dev_acc=round(results[i]["held_out_acc"], 4),
                                        train_size=round(results[i]["train_size"], 1),
-                                       best_epoch=results[i]["best_epoch"])
+                                       best_epoch=results[i]["best_epoch"],
+                                       **({"C": results[i]["c"]} if results[i].get("c") is not None else {}))
                        for i, spec in enumerate(learners)}
     if weights is not None:   # a weighing ensemble's: steps of 1/20 (weighted) or 1/kept (pruned)
         for i, spec in enumerate(learners):
