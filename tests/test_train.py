@@ -176,3 +176,66 @@ def test_learner_on_separable_rows_beats_chance_by_far(problem):
     pool = table.rows("unlabeled")
     pool_acc = accuracy(truth[pool], predict_proba(fit.model, table, SPEC, pool).argmax(1))
     assert fit.dev_waf > 0.9 and pool_acc > 0.9              # chance is about 1/6
+
+
+# ---- solver: lbfgs (a convex learner solved to its optimum, C chosen out of fold) -------------
+
+LBFGS = LearnerSpec("M2", ("audio", "text", "video"), fusion="linear", dropout=0.0, solver="lbfgs",
+                    cs=(0.01, 0.1, 1.0, 10.0))
+
+
+def _no_valence(table):
+    """The same rows without valence targets: the objective is then a plain logistic regression."""
+    return dataclasses.replace(table, valence=np.full(len(table), np.nan, np.float32))
+
+
+def test_lbfgs_solves_the_logistic_regression_scikit_learn_solves(problem):
+    from sklearn.linear_model import LogisticRegression
+    from mer_ray.train import Split, fit_splits
+
+    table, _, train, dev = problem
+    table = _no_valence(table)
+    x = lambda rows: np.concatenate([table.streams[s][rows] for s in ("audio", "text", "video")], axis=1)
+    for c in (0.01, 1.0):
+        fit = fit_splits(dataclasses.replace(LBFGS, cs=(c,)), table, [Split(train, dev)], seed=0)
+        ours = predict_proba(fit.models[0], table, LBFGS, dev)
+        theirs = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(x(train), table.label[train])
+        assert fit.c == c
+        assert np.abs(ours - theirs.predict_proba(x(dev))).max() < 2e-3
+
+
+def test_lbfgs_keeps_the_c_whose_pooled_held_out_loss_is_lowest(problem):
+    from mer_ray.train import fit_splits, fold_splits
+
+    table, _, train, _ = problem
+    table = _no_valence(table)
+    # few rows per class and labels half noise: the loss punishes the weak penalties
+    rows = train[:60]
+    labels = table.label.copy()
+    flip = np.random.default_rng(0).random(len(rows)) < 0.5
+    labels[rows[flip]] = (labels[rows[flip]] + 1) % 6
+    splits = fold_splits(rows, labels[rows], 3, seed=0)
+    fit = fit_splits(LBFGS, table, splits, seed=0, labels=labels)
+    held = np.concatenate([labels[s.held_out] for s in splits])
+    losses = {}
+    for c in LBFGS.cs:   # each C alone, scored the same way
+        one = fit_splits(dataclasses.replace(LBFGS, cs=(c,)), table, splits, seed=0, labels=labels)
+        pooled = np.concatenate(one.held_out_probs)
+        losses[c] = -np.log(np.clip(pooled[np.arange(len(held)), held], 1e-8, None)).mean()
+    assert fit.c == min(losses, key=losses.get)
+    assert fit.c < max(LBFGS.cs)   # not simply the weakest penalty
+    # the models kept are the ones solved at that C, and no seed enters the optimum
+    again = fit_splits(LBFGS, table, splits, seed=123, labels=labels)
+    assert all(_same_weights(a, b) for a, b in zip(fit.models, again.models))
+
+
+def test_lbfgs_refuses_a_learner_it_cannot_solve(problem):
+    from mer_ray.train import Split, fit_splits
+
+    table, _, train, dev = problem
+    with pytest.raises(ValueError, match="fusion 'linear' and dropout 0"):
+        fit_splits(dataclasses.replace(LBFGS, fusion="attention"), table, [Split(train, dev)], seed=0)
+    with pytest.raises(ValueError, match="needs `cs`"):
+        fit_splits(dataclasses.replace(LBFGS, cs=()), table, [Split(train, dev)], seed=0)
+    with pytest.raises(ValueError, match="solver must be"):
+        fit_splits(dataclasses.replace(SPEC, solver="sgd"), table, [Split(train, dev)], seed=0)
