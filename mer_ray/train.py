@@ -134,7 +134,7 @@ class _Run:
     order) is its own, so runs stepped in lockstep give what each would give alone."""
 
     def __init__(self, spec: LearnerSpec, table: FeatureTable, rows: np.ndarray, labels: np.ndarray,
-                 weights: np.ndarray, held_out: np.ndarray, *, seed: int, class_weight, device):
+                 weights: np.ndarray, class_weight, held_out: np.ndarray, *, seed: int, device):
         self.spec, self.table, self.device = spec, table, device
         self.rows, self.held_out = rows, held_out
         self.generator = torch.Generator().manual_seed(seed)
@@ -176,6 +176,26 @@ class _Run:
         return self.model.eval()
 
 
+def _fit_sets(spec: LearnerSpec, table: FeatureTable, splits: list[Split], labels: np.ndarray,
+              extras: list[Extra] | None) -> list[tuple]:
+    """Per split, what its model fits on: (rows, labels, row weights, class weights or None);
+    the split's labeled rows weigh 1, its extra (mined) rows `extra.weight`."""
+    extras = extras or [Extra.none()] * len(splits)
+    if len(extras) != len(splits):
+        raise ValueError(f"{len(splits)} splits but {len(extras)} extra row sets")
+    sets = []
+    for k, (split, extra) in enumerate(zip(splits, extras)):
+        rows = np.concatenate([split.fit_rows, extra.rows]).astype(np.int64)
+        fit_labels = np.concatenate([labels[split.fit_rows], extra.labels]).astype(np.int64)
+        if (fit_labels < 0).any():
+            bad = rows[fit_labels < 0][0]
+            raise ValueError(f"clip {table.names[bad]} (row {bad}) has no label but is in split {k}'s training set")
+        weights = np.concatenate([np.ones(len(split.fit_rows)), np.full(len(extra.rows), extra.weight)])
+        cw = class_weights(fit_labels) if spec.class_weight == "balanced" else None
+        sets.append((rows, fit_labels, weights, cw))
+    return sets
+
+
 EpochCallback = Callable[[int, dict], None]
 
 
@@ -207,20 +227,8 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
     if spec.solver != "adam":
         raise ValueError(f"learner {spec.name}: solver must be 'adam' or 'lbfgs', got {spec.solver!r}")
     labels = table.label if labels is None else labels
-    extras = extras or [Extra.none()] * len(splits)
-    if len(extras) != len(splits):
-        raise ValueError(f"{len(splits)} splits but {len(extras)} extra row sets")
-    runs = []
-    for k, (split, extra) in enumerate(zip(splits, extras)):
-        rows = np.concatenate([split.fit_rows, extra.rows]).astype(np.int64)
-        fit_labels = np.concatenate([labels[split.fit_rows], extra.labels]).astype(np.int64)
-        if (fit_labels < 0).any():
-            bad = rows[fit_labels < 0][0]
-            raise ValueError(f"clip {table.names[bad]} (row {bad}) has no label but is in split {k}'s training set")
-        weights = np.concatenate([np.ones(len(split.fit_rows)), np.full(len(extra.rows), extra.weight)])
-        cw = class_weights(fit_labels) if spec.class_weight == "balanced" else None
-        runs.append(_Run(spec, table, rows, fit_labels, weights, split.held_out, seed=fold_seed(seed, k),
-                         class_weight=cw, device=device))
+    runs = [_Run(spec, table, *fit_set, split.held_out, seed=fold_seed(seed, k), device=device)
+            for k, (split, fit_set) in enumerate(zip(splits, _fit_sets(spec, table, splits, labels, extras)))]
     held_labels = np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64)
     best_score, best_epoch = -np.inf, 0
     best_probs = [np.full((len(s.held_out), NUM_CLASSES), 1 / NUM_CLASSES, np.float32) for s in splits]
@@ -257,7 +265,7 @@ class _Problem:
     biases), n the rows' total weight: for unweighted rows, scikit-learn's LogisticRegression(C)."""
 
     def __init__(self, spec: LearnerSpec, table: FeatureTable, rows: np.ndarray, labels: np.ndarray,
-                 weights: np.ndarray, held_out: np.ndarray, *, class_weight, device):
+                 weights: np.ndarray, class_weight, held_out: np.ndarray, *, device):
         self.spec, self.table, self.held_out, self.device = spec, table, held_out, device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)   # the optimum does not depend on the start: zeros, like scikit-learn
@@ -321,19 +329,8 @@ def fit_splits_lbfgs(spec: LearnerSpec, table: FeatureTable, splits: list[Split]
         raise ValueError(f"learner {spec.name}: solver 'lbfgs' needs `cs`, the positive inverse L2 strengths "
                          f"to choose from (e.g. [0.01, 0.1, 1, 10]), got {list(spec.cs)}")
     labels = table.label if labels is None else labels
-    extras = extras or [Extra.none()] * len(splits)
-    if len(extras) != len(splits):
-        raise ValueError(f"{len(splits)} splits but {len(extras)} extra row sets")
-    problems = []
-    for k, (split, extra) in enumerate(zip(splits, extras)):
-        rows = np.concatenate([split.fit_rows, extra.rows]).astype(np.int64)
-        fit_labels = np.concatenate([labels[split.fit_rows], extra.labels]).astype(np.int64)
-        if (fit_labels < 0).any():
-            bad = rows[fit_labels < 0][0]
-            raise ValueError(f"clip {table.names[bad]} (row {bad}) has no label but is in split {k}'s training set")
-        weights = np.concatenate([np.ones(len(split.fit_rows)), np.full(len(extra.rows), extra.weight)])
-        cw = class_weights(fit_labels) if spec.class_weight == "balanced" else None
-        problems.append(_Problem(spec, table, rows, fit_labels, weights, split.held_out, class_weight=cw, device=device))
+    problems = [_Problem(spec, table, *fit_set, split.held_out, device=device)
+                for split, fit_set in zip(splits, _fit_sets(spec, table, splits, labels, extras))]
     held_labels = torch.from_numpy(np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64))
     best_loss, best_c, best_probs, best_step = np.inf, None, None, 0
     for step, c in enumerate(sorted(spec.cs), start=1):
