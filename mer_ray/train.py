@@ -129,7 +129,19 @@ def predict_proba(model: torch.nn.Module, table: FeatureTable, spec: LearnerSpec
     return predict_outputs(model, table, spec, rows, device=device, batch_size=batch_size)[0]
 
 
-class _Run:
+class _KeepsBest:
+    """A model being fitted that remembers its best state so far (`keep`) and returns it."""
+    model: nn.Module
+
+    def keep(self) -> None:
+        self.best_state = copy.deepcopy(self.model.state_dict())
+
+    def best_model(self) -> nn.Module:
+        self.model.load_state_dict(self.best_state)
+        return self.model.eval()
+
+
+class _Run(_KeepsBest):
     """One model trained epoch by epoch on its rows; its RNG state (weight init, dropout, batch
     order) is its own, so runs stepped in lockstep give what each would give alone."""
 
@@ -147,7 +159,7 @@ class _Run:
         self.weights = torch.from_numpy(weights.astype(np.float32))
         self.valence = torch.from_numpy(table.valence[rows])
         self.class_weight = None if class_weight is None else class_weight.to(device)
-        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.keep()
 
     def step(self) -> np.ndarray:
         """Train one epoch; returns the held-out rows' probabilities after it."""
@@ -168,12 +180,27 @@ class _Run:
             self._rng_state = torch.get_rng_state()
         return predict_proba(model, self.table, spec, self.held_out, device=self.device)
 
-    def keep(self) -> None:
-        self.best_state = copy.deepcopy(self.model.state_dict())
 
-    def best_model(self) -> nn.Module:
-        self.model.load_state_dict(self.best_state)
-        return self.model.eval()
+def check_training(spec: LearnerSpec) -> None:
+    """Refuse training settings that cannot work, with what to change (`resolve_learners` calls
+    this before any extraction; every fit calls it again)."""
+    if spec.class_weight not in (None, "balanced"):   # a typo would otherwise train unweighted, silently
+        raise ValueError(f"learner {spec.name}: class_weight must be 'balanced' or null, got {spec.class_weight!r}")
+    if spec.solver not in ("adam", "lbfgs"):
+        raise ValueError(f"learner {spec.name}: solver must be 'adam' or 'lbfgs', got {spec.solver!r}")
+    if spec.solver == "lbfgs" and (spec.fusion != "linear" or spec.dropout):
+        raise ValueError(f"learner {spec.name}: solver 'lbfgs' solves a convex problem, so it needs "
+                         f"fusion 'linear' and dropout 0 (got fusion {spec.fusion!r}, dropout {spec.dropout})")
+    if spec.solver == "lbfgs" and (not spec.cs or min(spec.cs) <= 0):
+        raise ValueError(f"learner {spec.name}: solver 'lbfgs' needs `cs`, the positive inverse L2 strengths "
+                         f"to choose from (e.g. [0.01, 0.1, 1, 10]), got {list(spec.cs)}")
+
+
+def held_out_loss(pooled: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of pooled held-out probabilities [n, C] against their labels (0 when empty)."""
+    if not len(pooled):
+        return 0.0
+    return float(F.nll_loss(torch.log(torch.from_numpy(pooled).clamp_min(1e-8)), torch.from_numpy(labels)))
 
 
 def _fit_sets(spec: LearnerSpec, table: FeatureTable, splits: list[Split], labels: np.ndarray,
@@ -220,12 +247,9 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
     training set only and is never held out: scoring on pseudo-labels would grade the learners
     against their own votes. Split k's model is seeded `fold_seed(seed, k)`.
     """
-    if spec.class_weight not in (None, "balanced"):   # a typo would otherwise train unweighted, silently
-        raise ValueError(f"learner {spec.name}: class_weight must be 'balanced' or null, got {spec.class_weight!r}")
+    check_training(spec)
     if spec.solver == "lbfgs":
         return fit_splits_lbfgs(spec, table, splits, labels=labels, extras=extras, on_epoch=on_epoch, device=device)
-    if spec.solver != "adam":
-        raise ValueError(f"learner {spec.name}: solver must be 'adam' or 'lbfgs', got {spec.solver!r}")
     labels = table.label if labels is None else labels
     runs = [_Run(spec, table, *fit_set, split.held_out, seed=fold_seed(seed, k), device=device)
             for k, (split, fit_set) in enumerate(zip(splits, _fit_sets(spec, table, splits, labels, extras)))]
@@ -241,8 +265,7 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
         if spec.stop_on == "waf":
             score = epoch_waf
         else:   # mean held-out cross-entropy, negated: higher is better
-            score = -float(F.nll_loss(torch.log(torch.from_numpy(pooled).clamp_min(1e-8)),
-                                      torch.from_numpy(held_labels))) if len(pooled) else 0.0
+            score = -held_out_loss(pooled, held_labels)
         if score > best_score:
             best_score, best_epoch, best_probs = score, epoch, probs
             for run in runs:
@@ -257,7 +280,7 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
                      best_epoch=best_epoch, epochs=epoch)
 
 
-class _Problem:
+class _Problem(_KeepsBest):
     """One split's convex problem: every training row at once, solved by L-BFGS to the optimum.
 
     The objective is the training loss every learner uses (`multitask_loss`: weighted
@@ -280,7 +303,7 @@ class _Problem:
         self.class_weight = None if class_weight is None else class_weight.to(device)
         self.penalised = [p for name, p in self.model.named_parameters() if name.endswith("weight")]
         self.n = float(weights.sum())
-        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.keep()
 
     def solve(self, c: float) -> np.ndarray:
         """Minimise the objective at strength `c`, from the last solution (a warm start along
@@ -303,13 +326,6 @@ class _Problem:
         optimizer.step(closure)
         return predict_proba(self.model, self.table, self.spec, self.held_out, device=self.device)
 
-    def keep(self) -> None:
-        self.best_state = copy.deepcopy(self.model.state_dict())
-
-    def best_model(self) -> nn.Module:
-        self.model.load_state_dict(self.best_state)
-        return self.model.eval()
-
 
 LBFGS_MAX_ITER = 100   # scikit-learn's default for lbfgs; 500 gave the same C and WAF on the benchmark's sets, 2.6x slower
 
@@ -322,33 +338,28 @@ def fit_splits_lbfgs(spec: LearnerSpec, table: FeatureTable, splits: list[Split]
     held-out cross-entropy is lowest: LogisticRegressionCV's choice, made on the same held-out
     clips that stop every other learner. Deterministic, no seed: the optimum is unique.
     `on_epoch` is called once per C (its index as the epoch)."""
-    if spec.fusion != "linear" or spec.dropout:
-        raise ValueError(f"learner {spec.name}: solver 'lbfgs' solves a convex problem, so it needs "
-                         f"fusion 'linear' and dropout 0 (got fusion {spec.fusion!r}, dropout {spec.dropout})")
-    if not spec.cs or min(spec.cs) <= 0:
-        raise ValueError(f"learner {spec.name}: solver 'lbfgs' needs `cs`, the positive inverse L2 strengths "
-                         f"to choose from (e.g. [0.01, 0.1, 1, 10]), got {list(spec.cs)}")
+    check_training(spec)
     labels = table.label if labels is None else labels
     problems = [_Problem(spec, table, *fit_set, split.held_out, device=device)
                 for split, fit_set in zip(splits, _fit_sets(spec, table, splits, labels, extras))]
-    held_labels = torch.from_numpy(np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64))
+    held_labels = np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64)
     best_loss, best_c, best_probs, best_step = np.inf, None, None, 0
     for step, c in enumerate(sorted(spec.cs), start=1):
         probs = [problem.solve(c) for problem in problems]
-        pooled = torch.from_numpy(np.concatenate(probs))
-        loss = float(F.nll_loss(torch.log(pooled.clamp_min(1e-8)), held_labels)) if len(pooled) else 0.0
+        pooled = np.concatenate(probs)
+        loss = held_out_loss(pooled, held_labels)
         if loss < best_loss:
             best_loss, best_c, best_probs, best_step = loss, c, probs, step
             for problem in problems:
                 problem.keep()
         if on_epoch is not None:
             kept = np.concatenate(best_probs)
-            on_epoch(step, {"cv_waf": waf(held_labels.numpy(), kept.argmax(1)) if len(kept) else 0.0,
-                            "epoch_waf": waf(held_labels.numpy(), pooled.numpy().argmax(1)) if len(pooled) else 0.0,
+            on_epoch(step, {"cv_waf": waf(held_labels, kept.argmax(1)) if len(kept) else 0.0,
+                            "epoch_waf": waf(held_labels, pooled.argmax(1)) if len(pooled) else 0.0,
                             "best_epoch": best_step})
     kept = np.concatenate(best_probs)
     return SplitsFit(models=[p.best_model() for p in problems], held_out_probs=best_probs,
-                     oof_waf=float(waf(held_labels.numpy(), kept.argmax(1))) if len(kept) else 0.0,
+                     oof_waf=float(waf(held_labels, kept.argmax(1))) if len(kept) else 0.0,
                      best_epoch=best_step, epochs=len(spec.cs), c=best_c)
 
 

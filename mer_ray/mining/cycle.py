@@ -302,7 +302,7 @@ def _round_metrics(r, data: MiningData, state: MiningState, results, learners, v
                                        dev_acc=round(results[i]["held_out_acc"], 4),
                                        train_size=round(results[i]["train_size"], 1),
                                        best_epoch=results[i]["best_epoch"],
-                                       **({"C": results[i]["c"]} if results[i].get("c") is not None else {}))
+                                       **({"C": results[i]["c"]} if results[i]["c"] is not None else {}))
                        for i, spec in enumerate(learners)}
     if weights is not None:   # a weighing ensemble's: steps of 1/20 (weighted) or 1/kept (pruned)
         for i, spec in enumerate(learners):

@@ -15,6 +15,7 @@ from mer_ray.mining.ensemble import ENSEMBLES
 from mer_ray.mining.learner_streams import check_learner_streams, default_learners
 from mer_ray.mining.policies import create_policy
 from mer_ray.storage import Mirror, is_remote, join
+from mer_ray.train import check_training
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -65,6 +66,7 @@ def resolve_learners(cfg: RunConfig) -> RunConfig:
         if spec.fusion not in FUSIONS:
             raise ValueError(f"learner {spec.name}: unknown fusion {spec.fusion!r}; registered: {', '.join(FUSIONS.names())}")
         fusion_options(spec.fusion, spec.options, where=f"learner {spec.name}: ")
+        check_training(spec)
     return cfg
 
 
