@@ -18,6 +18,7 @@ down. One JSON line per entry point on stdout, after the marker line.
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 import time
@@ -67,6 +68,11 @@ def read_back(context, kwargs: dict) -> dict:
         result["rays_client"] = "ok"
     except Exception as exc:   # recorded, so the test names what failed
         result["rays_client"] = f"{type(exc).__name__}: {exc}"
+    # what a worker of that Ray sees of the Ray Train settings a local start gives its jobs
+    from mer_ray.session import LOCAL_TRAIN_ENV
+
+    result["worker_env"] = ray.get(ray.remote(num_cpus=0)(
+        lambda: {k: os.environ.get(k) for k in LOCAL_TRAIN_ENV}).remote(), timeout=120)
     port = int(dashboard.rsplit(":", 1)[1])
     result["listens_on"] = sorted({c.laddr.ip for c in psutil.net_connections("tcp")
                                    if c.status == psutil.CONN_LISTEN and c.laddr.port == port})

@@ -223,6 +223,15 @@ def test_a_local_ray_started_by_each_entry_point_keeps_token_auth_and_a_localhos
     assert ray["listens_on"] == ["127.0.0.1"], ray  # never on a public interface
 
 
+@pytest.mark.parametrize("entry_point", sorted(set(RAY_INIT_SITES.values())))
+def test_a_local_ray_gives_its_workers_the_one_machine_ray_train_settings(started_rays, entry_point):
+    # Ray Train's controller polls every 0.5 s, not 2 s (each fit() returns up to 2 s sooner),
+    # and starts no preemption watcher actor on a machine that is not a spot cluster
+    from mer_ray.session import LOCAL_TRAIN_ENV
+
+    assert started_rays[entry_point]["worker_env"] == LOCAL_TRAIN_ENV
+
+
 def _calls(path: Path, name: str):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
@@ -239,3 +248,12 @@ def test_nothing_is_unpickled_checkpoints_load_with_weights_only():
             assert keywords.get("allow_pickle", "False") == "False", f"{path}:{call.lineno} np.load(allow_pickle=True)"
         text = path.read_text()
         assert "pickle.load" not in text and "pickle.loads" not in text, f"{path} unpickles data"
+
+
+def test_a_cluster_s_own_ray_train_settings_are_left_alone(monkeypatch):
+    from mer_ray.session import LOCAL_TRAIN_ENV, ray_init_kwargs
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_init_kwargs()["runtime_env"] == {"env_vars": LOCAL_TRAIN_ENV}
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")   # `ray job submit`, or a cluster named: its job's env
+    assert "runtime_env" not in ray_init_kwargs()
