@@ -76,3 +76,27 @@ def test_units_are_named_right(path):
         leaf = key.rsplit(".", 1)[-1]
         assert "rss" not in leaf, f"{path.name}: {key}: the benchmarks measure PSS, not RSS"
         assert not leaf.endswith(("_gb", "_mb")), f"{path.name}: {key}: name binary units _gib / _mib"
+
+
+def test_the_memory_sampler_takes_a_bounded_share_of_a_core():
+    # benchmarks/memory.py reads every process's smaps: on a Ray tree of ~30 processes a fixed
+    # 0.5 s interval cost a third of a core, taken from the side it measured
+    import threading
+    import time
+
+    from memory import PeakMemory
+
+    class Slow(PeakMemory):
+        samples = 0
+
+        def _sample(self) -> int:
+            self.samples += 1
+            time.sleep(0.05)   # a sample as slow as a big tree's
+            return 1
+
+    with Slow(interval=0.01) as sampler:
+        time.sleep(2.0)
+    busy = sampler.samples * 0.05 / 2.0
+    assert busy <= 2 * Slow.MAX_DUTY, f"{sampler.samples} samples in 2 s: the sampler was busy {busy:.0%} of it"
+    assert sampler.samples >= 2 and sampler.peak_bytes == 1
+    assert not any(t is sampler._thread for t in threading.enumerate())
