@@ -89,8 +89,8 @@ class MiningConfig:
     The defaults are the most robust setting `benchmarks/mining_quality.py` found on real
     labeled data (README, "Mining quality"): still seed 004's cyclic vote of four diverse
     learners, with out-of-fold validation on every labeled clip, a class-balanced mined set that
-    is re-voted every round, mined clips weighing less than labeled ones, and rounds that must
-    not lower the out-of-fold score. `preset: seed004` is the paper as it states it.
+    is re-voted every round (each mined clip weighing as much as a labeled one, `mined_weight`),
+    and rounds that must not lower the out-of-fold score. `preset: seed004` is the paper as it states it.
     """
     preset: str | None = None     # "seed004": seed 004 exactly as stated (see PRESETS); applied under the other fields
     # with class-quota's 0.25 of the pool per round, round 4 is the first whose mined set may hold
