@@ -248,9 +248,9 @@ def fit_splits(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, s
     against their own votes. Split k's model is seeded `fold_seed(seed, k)`.
     """
     check_training(spec)
-    if spec.solver == "lbfgs":
-        return fit_splits_lbfgs(spec, table, splits, labels=labels, extras=extras, on_epoch=on_epoch, device=device)
     labels = table.label if labels is None else labels
+    if spec.solver == "lbfgs":
+        return _fit_splits_lbfgs(spec, table, splits, labels=labels, extras=extras, on_epoch=on_epoch, device=device)
     runs = [_Run(spec, table, *fit_set, split.held_out, seed=fold_seed(seed, k), device=device)
             for k, (split, fit_set) in enumerate(zip(splits, _fit_sets(spec, table, splits, labels, extras)))]
     held_labels = np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64)
@@ -330,16 +330,14 @@ class _Problem(_KeepsBest):
 LBFGS_MAX_ITER = 100   # scikit-learn's default for lbfgs; 500 gave the same C and WAF on the benchmark's sets, 2.6x slower
 
 
-def fit_splits_lbfgs(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *,
-                     labels: np.ndarray | None = None, extras: list[Extra] | None = None,
-                     on_epoch: EpochCallback | None = None, device="cpu") -> SplitsFit:
+def _fit_splits_lbfgs(spec: LearnerSpec, table: FeatureTable, splits: list[Split], *, labels: np.ndarray,
+                      extras: list[Extra] | None, on_epoch: EpochCallback | None, device) -> SplitsFit:
     """`fit_splits` for a convex learner (`solver: lbfgs`): every split's problem solved at each
     C of `spec.cs`, from the strongest L2 to the weakest (warm starts), keeping the C whose pooled
     held-out cross-entropy is lowest: LogisticRegressionCV's choice, made on the same held-out
     clips that stop every other learner. Deterministic, no seed: the optimum is unique.
-    `on_epoch` is called once per C (its index as the epoch)."""
-    check_training(spec)
-    labels = table.label if labels is None else labels
+    `on_epoch` is called once per C (its index as the epoch). Reached through `fit_splits`,
+    which has checked `spec` and resolved `labels`."""
     problems = [_Problem(spec, table, *fit_set, split.held_out, device=device)
                 for split, fit_set in zip(splits, _fit_sets(spec, table, splits, labels, extras))]
     held_labels = np.concatenate([labels[s.held_out] for s in splits]).astype(np.int64)
