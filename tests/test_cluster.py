@@ -250,10 +250,25 @@ def test_nothing_is_unpickled_checkpoints_load_with_weights_only():
         assert "pickle.load" not in text and "pickle.loads" not in text, f"{path} unpickles data"
 
 
-def test_a_cluster_s_own_ray_train_settings_are_left_alone(monkeypatch):
-    from mer_ray.session import LOCAL_TRAIN_ENV, ray_init_kwargs
+def test_the_one_machine_settings_ride_on_the_environment_and_a_cluster_s_are_left_alone(monkeypatch):
+    import os
+
+    from mer_ray.session import LOCAL_TRAIN_ENV, local_ray_env, ray_init_kwargs
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert ray_init_kwargs()["runtime_env"] == {"env_vars": LOCAL_TRAIN_ENV}
-    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")   # `ray job submit`, or a cluster named: its job's env
+    for name in LOCAL_TRAIN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    # no job runtime_env: with one, Ray would start every worker through runtime-env setup
+    # instead of using the workers it prestarted
     assert "runtime_env" not in ray_init_kwargs()
+    with local_ray_env():   # what the Ray started inside inherits
+        assert {k: os.environ.get(k) for k in LOCAL_TRAIN_ENV} == LOCAL_TRAIN_ENV
+    assert not set(LOCAL_TRAIN_ENV) & set(os.environ)   # this process's own environment is restored
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")   # the user's own choice wins
+    with local_ray_env():
+        assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")   # `ray job submit`, or a cluster named: its own settings
+    with local_ray_env():
+        assert not set(LOCAL_TRAIN_ENV) & set(os.environ)
