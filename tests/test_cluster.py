@@ -251,8 +251,6 @@ def test_nothing_is_unpickled_checkpoints_load_with_weights_only():
 
 
 def test_the_one_machine_settings_ride_on_the_environment_and_a_cluster_s_are_left_alone(monkeypatch):
-    import os
-
     from mer_ray.session import LOCAL_TRAIN_ENV, local_ray_env, ray_init_kwargs
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
