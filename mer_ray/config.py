@@ -44,6 +44,11 @@ class LearnerSpec:
     solver: str = "adam"
     # lbfgs: inverse L2 strengths, scikit-learn's C (penalty |W|^2 / (2 C n), n the rows' total weight)
     cs: tuple[float, ...] = ()
+    # lbfgs, mining rounds after round 0: "round0" keeps the C chosen on the labeled clips alone;
+    # "every-round" chooses again with the mined clips in training. Chosen again, the held-out
+    # cross-entropy picks stronger L2 every round (segment split seed 2: C 3.16 -> 0.1 by round 4)
+    # and the learner unlearns what the mined clips teach (docs/mining.md, session 13)
+    c_from: str = "round0"
     options: dict[str, Any] = field(default_factory=dict)   # fusion options, e.g. {num_heads: 4}, {rank: 4}
 
 

@@ -194,6 +194,8 @@ def check_training(spec: LearnerSpec) -> None:
     if spec.solver == "lbfgs" and (not spec.cs or min(spec.cs) <= 0):
         raise ValueError(f"learner {spec.name}: solver 'lbfgs' needs `cs`, the positive inverse L2 strengths "
                          f"to choose from (e.g. [0.01, 0.1, 1, 10]), got {list(spec.cs)}")
+    if spec.c_from not in ("round0", "every-round"):
+        raise ValueError(f"learner {spec.name}: c_from must be 'round0' or 'every-round', got {spec.c_from!r}")
 
 
 def held_out_loss(pooled: np.ndarray, labels: np.ndarray) -> float:

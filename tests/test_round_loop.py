@@ -114,3 +114,25 @@ def test_each_round_records_its_gain_over_round_0_and_a_resumed_run_keeps_scorin
         assert resumed[2]["vs_round0"]["gain"] == pytest.approx(resumed[2]["dev_waf"] - resumed[0]["dev_waf"], abs=1e-4)
     chosen, why = final_round(resumed, more.mining)
     assert chosen in (0, 1, 2) and why
+
+
+def test_a_convex_learner_keeps_the_l2_strength_its_round_0_chose(tmp_path, one_torch_thread):
+    """`solver: lbfgs` chooses C on the labeled clips alone and keeps it (`c_from: round0`):
+    chosen again with mined clips in training, the held-out loss picked ever stronger L2 and the
+    learner unlearned what the mined clips taught (docs/mining.md, session 13)."""
+    data, truth = mining_data(load_viewset("digits", seed=3), 3)
+    lr = LearnerSpec("M2", ("audio", "text", "video"), fusion="linear", dropout=0.0, solver="lbfgs",
+                     cs=(0.001, 0.01, 0.1, 1.0, 10.0, 100.0))
+    mining = MiningConfig(rounds=3, folds=5, options={"vote": {"agree": 1}}, adopt="always")
+
+    def cs_per_round(spec):
+        cfg = RunConfig(seed=3, train_workers=0, learners=(spec,), mining=mining)
+        return [m["learners"]["M2"]["C"] for m in run_rounds(cfg, data, tmp_path / spec.c_from, echo=False)]
+
+    kept, chosen = cs_per_round(lr), cs_per_round(dataclasses.replace(lr, c_from="every-round"))
+    assert kept[0] == chosen[0]                       # round 0 is the same fit
+    assert kept == [kept[0]] * len(kept)              # and its C is the one every later round uses
+    assert chosen[-1] < chosen[0]                     # what it prevents: the L2 creeping up
+    with pytest.raises(ValueError, match="c_from must be 'round0' or 'every-round'"):
+        run_rounds(RunConfig(seed=3, train_workers=0, learners=(dataclasses.replace(lr, c_from="last"),),
+                             mining=mining), data, tmp_path / "bad", echo=False)

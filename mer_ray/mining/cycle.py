@@ -25,7 +25,7 @@ Round r:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mer_ray.config import RunConfig, config_from_dict
+from mer_ray.config import LearnerSpec, RunConfig, config_from_dict
 from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
 from mer_ray.metrics import accuracy, paired_noise, score_block, waf
@@ -143,8 +143,8 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         local = {}
         for i in my_learners:
             extras = [Extra(*state.mined[k].of_learner(i), weight=mining.mined_weight) for k in range(len(splits))]
-            fit = fit_splits(learners[i], table, splits, seed=learner_seed(cfg.seed, r, i), extras=extras,
-                             device=device)
+            fit = fit_splits(_round_spec(learners[i], r, history), table, splits, seed=learner_seed(cfg.seed, r, i),
+                             extras=extras, device=device)
             model = FoldEnsemble(fit.models) if len(fit.models) > 1 else fit.models[0]
             weights = partial / f"{learners[i].name}.pt"
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
@@ -203,6 +203,16 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
         if report:
             report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return history
+
+
+def _round_spec(spec: LearnerSpec, r: int, history: list[dict]) -> LearnerSpec:
+    """The learner as round r trains it: a convex learner (`solver: lbfgs`) keeps the L2
+    strength its round 0 chose on the labeled clips alone (`c_from: round0`). Chosen again with
+    mined clips in training, the held-out cross-entropy prefers ever stronger L2 and the learner
+    unlearns what the mined clips teach (docs/mining.md, session 13)."""
+    if r == 0 or spec.solver != "lbfgs" or spec.c_from != "round0":
+        return spec
+    return replace(spec, cs=(history[0]["learners"][spec.name]["C"],))
 
 
 def vote(state: MiningState, k: int, splits: list[Split], data: MiningData, policy, cfg: RunConfig, r: int):
