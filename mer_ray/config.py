@@ -58,8 +58,9 @@ DEFAULT_LEARNERS: tuple[LearnerSpec, ...] = (
     LearnerSpec("M1", ("audio", "text", "video"), fusion="attention"),
     # a logistic regression over every stream: on a few dozen labeled clips per class the
     # strongest plain learner (benchmarks/mining_quality.py: the ensemble trailed one without it).
-    # `solver: lbfgs` with C chosen out of fold was measured in its place (session 10,
-    # docs/mining.md): segment +0.006, digits / MNIST level, the demo -0.016; not adopted
+    # `solver: lbfgs` with C chosen out of fold was measured in its place (session 10: segment
+    # +0.006, digits / MNIST level, the demo -0.016) and again with C kept from round 0 (session
+    # 13: the real sets +0.002 to +0.007, the demo -0.029 and once below round 0); not adopted
     LearnerSpec("M2", ("audio", "text", "video"), fusion="linear", lr=1e-2, dropout=0.0, weight_decay=1e-3),
     LearnerSpec("M3", ("text", "video"), fusion="fbp"),
     LearnerSpec("M4", ("audio", "text"), fusion="cross-attention"),
