@@ -116,12 +116,15 @@ def run_sklearn(method: str, data, truth, seed: int) -> dict:
 
 def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     import torch
-    from mer_ray.config import RunConfig, apply_preset
+    from mer_ray.config import RunConfig, apply_preset, config_from_dict
     from mer_ray.mining.cycle import final_round, run_rounds
     from mer_ray.splits import holdout
 
     torch.set_num_threads(1)
-    cfg = RunConfig(seed=seed)
+    overrides = dict(overrides)
+    roster = overrides.pop("learners", None)   # --learners: another roster, recorded with the overrides
+    cfg = RunConfig(seed=seed) if roster is None else dataclasses.replace(
+        RunConfig(seed=seed), learners=config_from_dict({"learners": roster}).learners)
     mining = cfg.mining
     if method == "seed004":
         mining = apply_preset(mining, "seed004")
@@ -302,6 +305,9 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="MiningConfig overrides for default/seed004 (YAML values), to compare settings")
+    parser.add_argument("--learners", metavar="YAML",
+                        help="a file with a `learners:` list: the roster of the default / seed004 / oracle runs "
+                             "(recorded in `overrides`), to compare rosters")
     parser.add_argument("--train-seeds", type=int, default=2,
                         help="extra training seeds of the default on split seed 0 (spread over training seeds)")
     parser.add_argument("--workers", type=int, default=2)
@@ -309,6 +315,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import yaml
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.learners:   # checked here, before any run starts
+        from mer_ray.config import load_learners
+        overrides["learners"] = json.loads(json.dumps([dataclasses.asdict(s) for s in load_learners(args.learners)]))
     started, load_start = time.perf_counter(), load_average()
     scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
     if "demo" in args.datasets:
