@@ -315,9 +315,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import yaml
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    if args.learners:   # checked here, before any run starts
-        from mer_ray.config import load_learners
-        overrides["learners"] = json.loads(json.dumps([dataclasses.asdict(s) for s in load_learners(args.learners)]))
+    if args.learners:
+        from mer_ray.config import MiningConfig, RunConfig, load_learners
+        from mer_ray.mining.resolve import resolve_learners
+        roster = load_learners(args.learners)
+        # what the runs would refuse (a learner it cannot train, a vote it cannot reach), refused here
+        resolve_learners(RunConfig(learners=roster, mining=dataclasses.replace(MiningConfig(), **overrides)))
+        overrides["learners"] = json.loads(json.dumps([dataclasses.asdict(s) for s in roster]))
     started, load_start = time.perf_counter(), load_average()
     scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
     if "demo" in args.datasets:

@@ -28,6 +28,11 @@ def test_a_roster_file_is_read_before_any_run(tmp_path):
     bad = tmp_path / "roster.yaml"
     bad.write_text("learners:\n  - {name: M2, streams: [audio], fusion: linear, solver: lbfgs}\n")
     import pytest
+    args = ["--datasets", "digits", "--seeds", "1", "--methods", "default", "--out", str(tmp_path / "r.json")]
     with pytest.raises(ValueError, match="learner M2: solver 'lbfgs'"):
-        mining_quality.main(["--datasets", "digits", "--seeds", "1", "--methods", "default",
-                             "--learners", str(bad), "--out", str(tmp_path / "r.json")])
+        mining_quality.main(args + ["--learners", str(bad)])
+    one = tmp_path / "one.yaml"   # trainable, but one learner cannot reach the default >= 3-of-4 vote
+    one.write_text("learners:\n  - {name: M2, streams: [audio], fusion: linear}\n")
+    with pytest.raises(ValueError, match="vote.agree is 3 but the run has 1 learner"):
+        mining_quality.main(args + ["--learners", str(one)])
+    assert not list(tmp_path.glob("r.*"))   # no run started: nothing in its journal

@@ -136,3 +136,19 @@ def test_a_convex_learner_keeps_the_l2_strength_its_round_0_chose(tmp_path, one_
     with pytest.raises(ValueError, match="c_from must be 'round0' or 'every-round'"):
         run_rounds(RunConfig(seed=3, train_workers=0, learners=(dataclasses.replace(lr, c_from="last"),),
                              mining=mining), data, tmp_path / "bad", echo=False)
+
+
+def test_a_vote_the_roster_cannot_reach_is_refused_before_round_0_trains(tmp_path):
+    from mer_ray.mining.resolve import resolve_learners
+
+    one = (LearnerSpec("A", ("audio", "text", "video"), **LINEAR),)
+    cfg = RunConfig(seed=1, train_workers=0, learners=one, mining=MiningConfig(rounds=2, folds=3))
+    with pytest.raises(ValueError, match=r"vote.agree is 3 but the run has 1 learner\(s\).*at most 1"):
+        resolve_learners(cfg)
+    data, _ = mining_data(load_viewset("digits", seed=1), 1)
+    with pytest.raises(ValueError, match="vote.agree is 3"):
+        run_rounds(cfg, data, tmp_path / "run", echo=False)
+    assert not list((tmp_path / "run").glob("round-*"))          # no training was spent
+    # what a one-learner run can do: no rounds to vote in, or a vote it can reach
+    resolve_learners(dataclasses.replace(cfg, mining=MiningConfig(rounds=0)))
+    resolve_learners(dataclasses.replace(cfg, mining=MiningConfig(rounds=2, options={"vote": {"agree": 1}})))

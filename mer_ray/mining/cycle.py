@@ -38,7 +38,7 @@ from mer_ray.features.table import FeatureTable
 from mer_ray.labels import EMOTIONS, NUM_CLASSES
 from mer_ray.metrics import accuracy, paired_noise, score_block, waf
 from mer_ray.mining.ensemble import cross_fitted, ensemble, learner_weights
-from mer_ray.mining.policies import PolicyContext, assign_learners, create_policy
+from mer_ray.mining.policies import PolicyContext, assign_learners, check_roster, create_policy
 from mer_ray.mining.state import Mined, MiningState, read_rounds, round_dir, write_json
 from mer_ray.storage import Mirror
 from mer_ray.train import Extra, FoldEnsemble, Split, fit_splits, fold_splits, predict_outputs
@@ -113,6 +113,7 @@ def run_rounds(cfg: RunConfig, data: MiningData, run_dir: Path, *, rank: int = 0
     my_learners = learners_of_worker(learners, table, rank, world, folds=mining.folds)
     splits = labeled_splits(cfg, data)
     policy = create_policy(mining)
+    check_roster(mining, len(learners))
     if mirror:   # an object-store run: this node's copy of the run folder, up to date with the bucket
         mirror.pull(skip=("ray/",))
     state = MiningState.load(run_dir, table.names, n_splits=len(splits), revisit=mining.revisit)

@@ -286,6 +286,16 @@ def create_policy(cfg: MiningConfig) -> Callable[[np.ndarray, PolicyContext], Se
     return run
 
 
+def check_roster(cfg: MiningConfig, n_learners: int) -> None:
+    """A vote that needs more agreeing learners than the run has could never mine a clip: say
+    so before round 0 trains, not when round 1 first votes."""
+    names = (cfg.policy,) if isinstance(cfg.policy, str) else tuple(cfg.policy)
+    if cfg.rounds > 0 and "vote" in names and policy_params(cfg, "vote").agree > n_learners:
+        raise ValueError(f"mining.options.vote.agree is {policy_params(cfg, 'vote').agree} but the run has "
+                         f"{n_learners} learner(s), so no clip could ever be mined; set "
+                         f"mining.options.vote.agree to at most {n_learners}")
+
+
 def assign_learners(rows: np.ndarray, labels: np.ndarray, n_learners: int, how: str, seed: int) -> np.ndarray:
     """The learner each mined clip trains: seed 004's even split (`how="even"`), or every
     learner (-1) with `how="all"`."""

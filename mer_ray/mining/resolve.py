@@ -13,7 +13,7 @@ from mer_ray.features.store import FeatureStore
 from mer_ray.learners import FUSIONS, fusion_options
 from mer_ray.mining.ensemble import ENSEMBLES
 from mer_ray.mining.learner_streams import check_learner_streams, default_learners
-from mer_ray.mining.policies import create_policy
+from mer_ray.mining.policies import check_roster, create_policy
 from mer_ray.storage import Mirror, is_remote, join
 from mer_ray.train import check_training
 
@@ -67,6 +67,7 @@ def resolve_learners(cfg: RunConfig) -> RunConfig:
             raise ValueError(f"learner {spec.name}: unknown fusion {spec.fusion!r}; registered: {', '.join(FUSIONS.names())}")
         fusion_options(spec.fusion, spec.options, where=f"learner {spec.name}: ")
         check_training(spec)
+    check_roster(cfg.mining, len(cfg.learners))
     return cfg
 
 
