@@ -191,11 +191,12 @@ def test_an_option_the_fusion_does_not_take_is_refused_with_the_ones_it_does():
 
 def test_a_misspelt_fusion_option_in_a_config_stops_the_run_before_any_work():
     import dataclasses
-    from mer_ray.config import LearnerSpec, RunConfig
+    from mer_ray.config import LearnerSpec, MiningConfig, RunConfig
     from mer_ray.mining.resolve import resolve_learners
 
     bad = LearnerSpec("M3", ("text", "video"), fusion="fbp", options={"rnak": 2})
-    cfg = dataclasses.replace(RunConfig(), learners=(bad,))
+    # one learner: a vote it can reach (the default 3 of 4 is refused: test_round_loop.py)
+    cfg = RunConfig(learners=(bad,), mining=MiningConfig(options={"vote": {"agree": 1}}))
     with pytest.raises(ValueError, match="learner M3: fusion 'fbp' takes no option 'rnak'"):
         resolve_learners(cfg)
     good = dataclasses.replace(bad, options={"rank": 2})

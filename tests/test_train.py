@@ -240,8 +240,9 @@ def test_lbfgs_refuses_a_learner_it_cannot_solve(problem):
     with pytest.raises(ValueError, match="solver must be"):
         fit_splits(dataclasses.replace(SPEC, solver="sgd"), table, [Split(train, dev)], seed=0)
     # and a run configured so stops before any extraction, not at round 0
-    from mer_ray.config import RunConfig
+    from mer_ray.config import MiningConfig, RunConfig
     from mer_ray.mining.resolve import resolve_learners
     with pytest.raises(ValueError, match="learner M2: solver 'lbfgs' needs `cs`"):
         resolve_learners(RunConfig(learners=(dataclasses.replace(LBFGS, cs=()),)))
-    resolve_learners(RunConfig(learners=(LBFGS,)))
+    # (one learner: its vote must be one it can reach; check_roster refuses the default 3 of 4)
+    resolve_learners(RunConfig(learners=(LBFGS,), mining=MiningConfig(options={"vote": {"agree": 1}})))
