@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import mining_quality  # noqa: E402
@@ -27,7 +29,6 @@ def test_the_default_runs_with_the_roster_it_is_given(one_torch_thread):
 def test_a_roster_file_is_read_before_any_run(tmp_path):
     bad = tmp_path / "roster.yaml"
     bad.write_text("learners:\n  - {name: M2, streams: [audio], fusion: linear, solver: lbfgs}\n")
-    import pytest
     args = ["--datasets", "digits", "--seeds", "1", "--methods", "default", "--out", str(tmp_path / "r.json")]
     with pytest.raises(ValueError, match="learner M2: solver 'lbfgs'"):
         mining_quality.main(args + ["--learners", str(bad)])

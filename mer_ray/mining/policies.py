@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -269,10 +269,15 @@ def policy_params(cfg: MiningConfig, name: str):
     return kind(**given)
 
 
+def _chain(cfg: MiningConfig) -> tuple[str, ...]:
+    """The names of the policy chain, selector first (`policy: vote` or a list)."""
+    return (cfg.policy,) if isinstance(cfg.policy, str) else tuple(cfg.policy)
+
+
 def create_policy(cfg: MiningConfig) -> Callable[[np.ndarray, PolicyContext], Selection]:
     """The chain cfg.policy (selector first, then filters), each link with its own parameters
     from `cfg.options`."""
-    names: Sequence[str] = (cfg.policy,) if isinstance(cfg.policy, str) else tuple(cfg.policy)
+    names = _chain(cfg)
     unused = set(cfg.options) - set(names)
     if unused:
         raise ValueError(f"mining.options names {sorted(unused)}, which the policy chain {list(names)} does not use")
@@ -289,11 +294,12 @@ def create_policy(cfg: MiningConfig) -> Callable[[np.ndarray, PolicyContext], Se
 def check_roster(cfg: MiningConfig, n_learners: int) -> None:
     """A vote that needs more agreeing learners than the run has could never mine a clip: say
     so before round 0 trains, not when round 1 first votes."""
-    names = (cfg.policy,) if isinstance(cfg.policy, str) else tuple(cfg.policy)
-    if cfg.rounds > 0 and "vote" in names and policy_params(cfg, "vote").agree > n_learners:
-        raise ValueError(f"mining.options.vote.agree is {policy_params(cfg, 'vote').agree} but the run has "
-                         f"{n_learners} learner(s), so no clip could ever be mined; set "
-                         f"mining.options.vote.agree to at most {n_learners}")
+    if cfg.rounds == 0 or "vote" not in _chain(cfg):
+        return
+    agree = policy_params(cfg, "vote").agree
+    if agree > n_learners:
+        raise ValueError(f"mining.options.vote.agree is {agree} but the run has {n_learners} learner(s), so no "
+                         f"clip could ever be mined; set mining.options.vote.agree to at most {n_learners}")
 
 
 def assign_learners(rows: np.ndarray, labels: np.ndarray, n_learners: int, how: str, seed: int) -> np.ndarray:
