@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from record import RESULTS, commit, load_average, write_record  # noqa: E402
 
-FIELDS = ("datasets", "seeds", "demo_seeds", "methods", "workers", "overrides", "train_seeds", "seconds",
+FIELDS = ("datasets", "seeds", "first_seed", "demo_seeds", "methods", "workers", "overrides", "train_seeds", "seconds",
           "summary", "spread", "runs", "spread_runs")
 METHODS = ("default", "seed004", "lr", "lr-self-train", "lr-cb-self-train", "lr-cv-cb-self-train",
            "lr-confident-truth", "oracle")
@@ -156,9 +156,9 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
                         for m in history])
 
 
-def prepare_demo(seeds: int, folder: Path) -> None:
+def prepare_demo(seeds: range, folder: Path) -> None:
     """The demo corpus (`python jobs/cyclic_mining.py` with no --corpus) at generator seeds
-    0..seeds-1: rendered and extracted once by the product's own path (cached under .cache/),
+    `seeds`: rendered and extracted once by the product's own path (cached under .cache/),
     its own labeled / unlabeled / test split; the MiningData saved for the pool's processes."""
     import ray
     from mer_ray.config import RunConfig
@@ -166,7 +166,7 @@ def prepare_demo(seeds: int, folder: Path) -> None:
 
     init_ray()
     try:
-        for g in range(seeds):
+        for g in seeds:
             cfg = resolve(RunConfig(seed=g, out=str(folder / f"demo-run-{g}")))
             data, _ = prepare_data(cfg)
             truth = np.where(data.table.label >= 0, data.table.label, data.pool_truth)
@@ -240,12 +240,12 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def train_seed_spread(runs: list[dict]) -> dict:
-    """Per data set: sd of the default's final and round-0 test WAF over training seeds on split
-    seed 0 (the split's own seed and the extra ones): what retraining alone moves."""
+def train_seed_spread(runs: list[dict], split_seed: int = 0) -> dict:
+    """Per data set: sd of the default's final and round-0 test WAF over training seeds on one
+    split seed (the split's own seed and the extra ones): what retraining alone moves."""
     spread = {}
     for dataset in sorted({r["dataset"] for r in runs}):
-        rs = [r for r in runs if r["dataset"] == dataset and r["method"] == "default" and r["seed"] == 0]
+        rs = [r for r in runs if r["dataset"] == dataset and r["method"] == "default" and r["seed"] == split_seed]
         if len(rs) > 1:
             spread[dataset] = dict(n=len(rs), final_sd=round(float(np.std([r["test_waf"] for r in rs], ddof=1)), 4),
                                    round0_sd=round(float(np.std([r["round0_waf"] for r in rs], ddof=1)), 4))
@@ -302,6 +302,9 @@ def main(argv=None) -> None:
                         choices=["digits", "segment", "mnist", "demo"])
     parser.add_argument("--seeds", type=int, default=5, help="split seeds per real data set")
     parser.add_argument("--demo-seeds", type=int, default=3, help="generator seeds of the demo corpus")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first split seed (and demo generator seed): --first-seed 10 --seeds 5 runs "
+                             "seeds 10-14, splits that took no part in choices made on seeds 0-4")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="MiningConfig overrides for default/seed004 (YAML values), to compare settings")
@@ -309,7 +312,7 @@ def main(argv=None) -> None:
                         help="a file with a `learners:` list: the roster of the default / seed004 / oracle runs "
                              "(recorded in `overrides`), to compare rosters")
     parser.add_argument("--train-seeds", type=int, default=2,
-                        help="extra training seeds of the default on split seed 0 (spread over training seeds)")
+                        help="extra training seeds of the default on the first split seed (spread over training seeds)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "mining_quality.json"))
     args = parser.parse_args(argv)
@@ -322,14 +325,16 @@ def main(argv=None) -> None:
         # what the runs would refuse (a learner it cannot train, a vote it cannot reach), refused here
         resolve_learners(RunConfig(learners=roster, mining=dataclasses.replace(MiningConfig(), **overrides)))
         overrides["learners"] = json.loads(json.dumps([dataclasses.asdict(s) for s in roster]))
+    first = args.first_seed
     started, load_start = time.perf_counter(), load_average()
     scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
     if "demo" in args.datasets:
-        prepare_demo(min(args.seeds, args.demo_seeds), scratch)
+        prepare_demo(range(first, first + min(args.seeds, args.demo_seeds)), scratch)
     jobs = [(d, s, m, overrides, scratch, None) for d in args.datasets
-            for s in range(min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds) for m in args.methods]
-    # the spread over training seeds alone: split seed 0, the default, seeds 1000, 1001, ...
-    jobs += [(d, 0, "default", overrides, scratch, 1000 + t) for d in args.datasets for t in range(args.train_seeds)]
+            for s in range(first, first + (min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds))
+            for m in args.methods]
+    # the spread over training seeds alone: the first split seed, the default, seeds 1000, 1001, ...
+    jobs += [(d, first, "default", overrides, scratch, 1000 + t) for d in args.datasets for t in range(args.train_seeds)]
     # slow jobs first so the two workers finish together
     jobs.sort(key=lambda j: j[2] not in ("default", "seed004"))
     # every finished run is appended to <out>.runs.jsonl as it ends: a killed benchmark reruns
@@ -361,14 +366,14 @@ def main(argv=None) -> None:
     runs = [r for r in results if r["train_seed"] < 1000]
     spread_runs = [r for r in results if r["train_seed"] >= 1000]
     summary = summarise(runs)
-    spread = train_seed_spread(runs + spread_runs)
+    spread = train_seed_spread(runs + spread_runs, first)
     print_table(summary)
     for dataset, e in spread.items():
-        print(f"{dataset}: over {e['n']} training seeds (split seed 0) final test WAF sd {e['final_sd']:.4f}, "
+        print(f"{dataset}: over {e['n']} training seeds (split seed {first}) final test WAF sd {e['final_sd']:.4f}, "
               f"round 0 sd {e['round0_sd']:.4f}")
     out = Path(args.out)
     shutil.rmtree(scratch, ignore_errors=True)
-    write_record(out, dict(datasets=args.datasets, seeds=args.seeds, demo_seeds=args.demo_seeds, methods=args.methods, workers=args.workers,
+    write_record(out, dict(datasets=args.datasets, seeds=args.seeds, first_seed=first, demo_seeds=args.demo_seeds, methods=args.methods, workers=args.workers,
                            overrides=overrides, train_seeds=args.train_seeds,
                            seconds=round(time.perf_counter() - started, 1),
                            summary=summary, spread=spread, runs=runs, spread_runs=spread_runs),

@@ -3,9 +3,11 @@ file's learners, and the roster travels with the run's overrides (so a resumed b
 not mix runs of two rosters)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -37,3 +39,16 @@ def test_a_roster_file_is_read_before_any_run(tmp_path):
     with pytest.raises(ValueError, match="vote.agree is 3 but the run has 1 learner"):
         mining_quality.main(args + ["--learners", str(one)])
     assert not list(tmp_path.glob("r.*"))   # no run started: nothing in its journal
+
+
+def test_first_seed_runs_splits_kept_apart_from_seeds_0_to_4(tmp_path):
+    out = tmp_path / "apart.json"
+    mining_quality.main(["--datasets", "digits", "--seeds", "2", "--first-seed", "7", "--methods", "lr",
+                         "--train-seeds", "0", "--workers", "1", "--out", str(out)])
+
+    record = json.loads(out.read_text())
+    assert record["first_seed"] == 7
+    assert sorted(r["seed"] for r in record["runs"]) == [7, 8]
+    # split seed 7 is another cut of digits than split seed 0, not a relabelled copy
+    seven, zero = (mining_quality.load_data("digits", s, None)[0] for s in (7, 0))
+    assert not np.array_equal(seven.table.streams["audio"], zero.table.streams["audio"])
