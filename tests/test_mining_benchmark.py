@@ -52,3 +52,20 @@ def test_first_seed_runs_splits_kept_apart_from_seeds_0_to_4(tmp_path):
     # split seed 7 is another cut of digits than split seed 0, not a relabelled copy
     seven, zero = (mining_quality.load_data("digits", s, None)[0] for s in (7, 0))
     assert not np.array_equal(seven.table.streams["audio"], zero.table.streams["audio"])
+
+
+@pytest.mark.parametrize("roster", sorted((BENCHMARKS / "rosters").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_roster_is_one_the_benchmark_accepts(roster):
+    from mer_ray.config import RunConfig, load_learners
+    from mer_ray.mining.resolve import resolve_learners
+
+    learners = load_learners(roster)
+    assert [s.name for s in learners] == ["M1", "M2", "M3", "M4"]   # the default's vote (3 of 4) is reachable
+    resolve_learners(RunConfig(learners=learners))
+
+
+def test_the_two_lr_roster_is_the_default():
+    # its records (mining_quality_two_lr*.json, _apart_two_lr.json) describe today's default
+    from mer_ray.config import DEFAULT_LEARNERS, load_learners
+
+    assert load_learners(BENCHMARKS / "rosters" / "two-lr.yaml") == DEFAULT_LEARNERS

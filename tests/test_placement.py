@@ -1,8 +1,11 @@
 """Learner → Ray Train worker placement (mer_ray.mining.placement)."""
+import dataclasses
+
 import numpy as np
 import torch
 
 from mer_ray.config import LearnerSpec
+from mer_ray.train import LBFGS_MAX_ITER
 from mer_ray.mining.placement import estimate_cost, learners_of_worker, place
 from mer_ray.synthetic import synthetic_table
 
@@ -38,6 +41,17 @@ def test_cost_estimate_ranks_the_measured_order_and_keeps_the_rng():
     # measured CPU-s per fit (1,000 rows, 5 epochs, one thread): M2 0.48 < M1 0.66 < M4 1.11 < M3 1.36
     assert list(np.argsort(costs)) == [1, 0, 3, 2]
     assert estimate_cost(LEARNERS[0], table, folds=5) == 5 * costs[0]
+
+
+def test_a_convex_learner_costs_a_full_batch_pass_per_iteration_at_every_c():
+    table, _ = synthetic_table(20, 20, DIMS, seed=0)
+    lr = LearnerSpec("LR", ("audio", "text", "video"), fusion="linear", dropout=0.0, solver="lbfgs", cs=(0.1,))
+    grid = dataclasses.replace(lr, cs=(0.01, 0.1, 1.0))
+    adam = dataclasses.replace(lr, solver="adam", cs=())
+
+    # L-BFGS may make 100 full-batch passes at each C; the same model under Adam, max_epochs (100)
+    assert estimate_cost(grid, table) == 3 * estimate_cost(lr, table)
+    assert estimate_cost(lr, table) == estimate_cost(adam, table) * LBFGS_MAX_ITER / adam.max_epochs
 
 
 def test_every_rank_agrees_and_every_learner_is_trained_once():

@@ -8,7 +8,8 @@ per fit against 1.6 for rank 1 (measured, benchmarks/training_overhead.py's lear
 The cost of a learner is estimated, not timed: every worker must compute the same placement
 without a message (they run the vote in lockstep), and a timing differs from worker to worker.
 The estimate is the FLOPs of one forward + backward pass per row (counted by torch's
-`FlopCounterMode` on the real model), times the epochs it may run and its folds; the training
+`FlopCounterMode` on the real model), times the passes over the rows it may make (Adam: its
+epochs; L-BFGS: its iterations at every C of its grid) and its folds; the training
 rows are the same for every learner (mined clips are split evenly), so they cancel out.
 Placement is greedy longest-first (LPT): within 4/3 of the best possible makespan.
 """
@@ -30,7 +31,7 @@ PROBE_ROWS = 4   # rows of the FLOP probe; FLOPs are linear in the rows, any sma
 
 def estimate_cost(spec: LearnerSpec, table: FeatureTable, *, folds: int = 1) -> float:
     """Relative cost of fitting `spec`: FLOPs per row (forward + backward) x epochs x folds."""
-    from mer_ray.train import build_model   # train imports the learners; keep this module light
+    from mer_ray.train import LBFGS_MAX_ITER, build_model   # train imports the learners; keep this module light
 
     with torch.random.fork_rng(devices=[]):   # building the probe model must not move the caller's RNG
         torch.manual_seed(0)
@@ -39,7 +40,10 @@ def estimate_cost(spec: LearnerSpec, table: FeatureTable, *, folds: int = 1) -> 
         with FlopCounterMode(display=False) as counter:
             model(rows).logits.sum().backward()
     per_row = counter.get_total_flops() / PROBE_ROWS
-    return float(max(per_row, 1.0) * spec.max_epochs * max(folds, 1))
+    # an Adam epoch is one pass over the rows; an L-BFGS iteration is one full-batch pass too, and
+    # a convex learner runs up to LBFGS_MAX_ITER of them for every C of its grid
+    passes = spec.max_epochs if spec.solver == "adam" else LBFGS_MAX_ITER * max(len(spec.cs), 1)
+    return float(max(per_row, 1.0) * passes * max(folds, 1))
 
 
 def place(costs: Sequence[float], workers: int) -> list[list[int]]:
