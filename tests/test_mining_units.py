@@ -373,3 +373,12 @@ def test_seed004_preset_is_the_paper_and_explicit_fields_win():
     assert default.preset is None and default.folds >= 2 and "class-quota" in default.policy
     with pytest.raises(ValueError, match="seed004"):
         config_from_dict({"mining": {"preset": "seed005"}})
+
+
+def test_the_run_header_says_which_learners_are_solved_like_logistic_regression_cv():
+    from mer_ray.config import RunConfig
+    from mer_ray.mining.resolve import config_summary
+
+    line = next(l for l in config_summary(RunConfig()).splitlines() if l.startswith("  learners:"))
+    assert line == ("  learners: M1 attention(audio+text+video); M2 linear(audio+text+video, L-BFGS over 11 C); "
+                    "M3 fbp(text+video); M4 linear(audio+text, L-BFGS over 11 C)")

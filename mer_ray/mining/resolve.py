@@ -82,12 +82,17 @@ def check_storage(storage: str | None) -> str | None:
     return str(Path(storage).resolve())
 
 
+def _learner(spec) -> str:
+    solved = f", L-BFGS over {len(spec.cs)} C" if spec.solver == "lbfgs" else ""
+    return f"{spec.name} {spec.fusion}({'+'.join(spec.streams)}{solved})"
+
+
 def config_summary(cfg: RunConfig) -> str:
     """The resolved config in a few lines (the whole of it is in <out>/config.yaml)."""
     m = cfg.mining
     lines = [f"  corpus {cfg.corpus}  →  out {cfg.out}", f"  store {cfg.store}",
              "  streams: " + ", ".join(f"{n}={s}" for n, s in cfg.extract.streams.items()),
-             "  learners: " + "; ".join(f"{s.name} {s.fusion}({'+'.join(s.streams)})" for s in cfg.learners),
+             "  learners: " + "; ".join(_learner(s) for s in cfg.learners),
              f"  mining: {m.rounds} rounds, policy {'+'.join(m.policy)}, "
              + (f"{m.folds}-fold CV" if m.folds >= 2 else f"dev split {m.dev_fraction:g}")
              + f", ensemble {m.ensemble}; seed {cfg.seed}, {cfg.train_workers} Ray Train worker(s)"
