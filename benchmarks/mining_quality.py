@@ -240,7 +240,7 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def train_seed_spread(runs: list[dict], split_seed: int = 0) -> dict:
+def train_seed_spread(runs: list[dict], split_seed: int) -> dict:
     """Per data set: sd of the default's final and round-0 test WAF over training seeds on one
     split seed (the split's own seed and the extra ones): what retraining alone moves."""
     spread = {}
@@ -328,11 +328,11 @@ def main(argv=None) -> None:
     first = args.first_seed
     started, load_start = time.perf_counter(), load_average()
     scratch = Path(tempfile.mkdtemp(prefix="mining-quality-"))
+    # the split seeds of a data set (the demo's: its generator seeds), decided in this one place
+    seeds_of = lambda d: range(first, first + (min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds))
     if "demo" in args.datasets:
-        prepare_demo(range(first, first + min(args.seeds, args.demo_seeds)), scratch)
-    jobs = [(d, s, m, overrides, scratch, None) for d in args.datasets
-            for s in range(first, first + (min(args.seeds, args.demo_seeds) if d == "demo" else args.seeds))
-            for m in args.methods]
+        prepare_demo(seeds_of("demo"), scratch)
+    jobs = [(d, s, m, overrides, scratch, None) for d in args.datasets for s in seeds_of(d) for m in args.methods]
     # the spread over training seeds alone: the first split seed, the default, seeds 1000, 1001, ...
     jobs += [(d, first, "default", overrides, scratch, 1000 + t) for d in args.datasets for t in range(args.train_seeds)]
     # slow jobs first so the two workers finish together
