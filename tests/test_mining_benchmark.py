@@ -69,3 +69,19 @@ def test_the_two_lr_roster_is_the_default():
     from mer_ray.config import DEFAULT_LEARNERS, load_learners
 
     assert load_learners(BENCHMARKS / "rosters" / "two-lr.yaml") == DEFAULT_LEARNERS
+
+
+def test_the_plain_loops_report_their_own_round_0_and_are_counted_below_it():
+    # the strongest plain alternative is judged as the default is: does it end below where it began?
+    data, truth = mining_quality.load_data("digits", 1, None)
+    lr = mining_quality.run_sklearn("lr", data, truth, 1)
+    cb = mining_quality.run_sklearn("lr-cb-self-train", data, truth, 1)
+    self_train = mining_quality.run_sklearn("lr-self-train", data, truth, 1)
+
+    assert cb["round0_waf"] == self_train["round0_waf"] == lr["test_waf"]   # both start from the plain LR
+    assert [r["round"] for r in cb["rounds"]] == [0, 1, 2, 3, 4]
+    assert cb["test_waf"] == cb["rounds"][-1]["test_waf"]                 # the loop keeps its last round
+    runs = [dict(dataset="digits", method="lr-cb-self-train", **cb),
+            dict(dataset="digits", method="lr-cb-self-train", test_waf=0.80, round0_waf=0.85, rounds=[])]
+    entry = mining_quality.summarise(runs)["digits"]["lr-cb-self-train"]
+    assert entry["worse_than_round0"] == int(cb["test_waf"] < cb["round0_waf"]) + 1
