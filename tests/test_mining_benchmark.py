@@ -44,11 +44,13 @@ def test_a_roster_file_is_read_before_any_run(tmp_path):
 def test_first_seed_runs_splits_kept_apart_from_seeds_0_to_4(tmp_path):
     out = tmp_path / "apart.json"
     mining_quality.main(["--datasets", "digits", "--seeds", "2", "--first-seed", "7", "--methods", "lr",
-                         "--train-seeds", "0", "--workers", "1", "--out", str(out)])
+                         "lr-cb-self-train", "--train-seeds", "0", "--workers", "1", "--out", str(out)])
 
     record = json.loads(out.read_text())
     assert record["first_seed"] == 7
-    assert sorted(r["seed"] for r in record["runs"]) == [7, 8]
+    assert sorted((r["seed"], r["method"]) for r in record["runs"]) == [
+        (7, "lr"), (7, "lr-cb-self-train"), (8, "lr"), (8, "lr-cb-self-train")]
+    assert "worse_than_round0" in record["summary"]["digits"]["lr-cb-self-train"]   # judged against its own start
     # split seed 7 is another cut of digits than split seed 0, not a relabelled copy
     seven, zero = (mining_quality.load_data("digits", s, None)[0] for s in (7, 0))
     assert not np.array_equal(seven.table.streams["audio"], zero.table.streams["audio"])
