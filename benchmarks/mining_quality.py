@@ -370,11 +370,12 @@ def main(argv=None) -> None:
             log.write(json.dumps(result) + "\n")
             log.flush()
             results.append(result)
-            started_at = f" (round 0 {result['round0_waf']:.4f}" if "round0_waf" in result else ""
-            if started_at:
-                started_at += (f", final round {result['final_round']})" if "final_round" in result else ")")
+            start = ""   # where a loop began, and for the product's loop the round it kept
+            if "round0_waf" in result:
+                kept = f", final round {result['final_round']}" if "final_round" in result else ""
+                start = f" (round 0 {result['round0_waf']:.4f}{kept})"
             print(f"  {result['dataset']:<8} seed {result['seed']} {result['method']:<17} test WAF "
-                  f"{result['test_waf']:.4f}{started_at}  {result['seconds']}s", flush=True)
+                  f"{result['test_waf']:.4f}{start}  {result['seconds']}s", flush=True)
     runs = [r for r in results if r["train_seed"] < 1000]
     spread_runs = [r for r in results if r["train_seed"] >= 1000]
     summary = summarise(runs)
