@@ -56,6 +56,20 @@ def test_first_seed_runs_splits_kept_apart_from_seeds_0_to_4(tmp_path):
     assert not np.array_equal(seven.table.streams["audio"], zero.table.streams["audio"])
 
 
+def test_labeled_share_labels_more_of_the_same_cut(tmp_path):
+    out = tmp_path / "share.json"
+    mining_quality.main(["--datasets", "digits", "--seeds", "1", "--methods", "lr", "--train-seeds", "0",
+                         "--workers", "1", "--labeled-share", "0.3", "--out", str(out)])
+
+    (run,) = json.loads(out.read_text())["runs"]
+    tenth, third = (mining_quality.load_data("digits", 0, None, share)[0] for share in (0.1, 0.3))
+    assert run["labeled_share"] == 0.3 and run["labeled"] == len(third.train)
+    assert len(third.train) > 2.5 * len(tenth.train)
+    assert np.array_equal(third.test, tenth.test)   # the same test clips: only the labeled / pool cut moves
+    with pytest.raises(SystemExit):   # the demo has its own split; a share cannot apply to it
+        mining_quality.main(["--datasets", "demo", "--labeled-share", "0.3", "--out", str(tmp_path / "d.json")])
+
+
 @pytest.mark.parametrize("roster", sorted((BENCHMARKS / "rosters").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_committed_roster_is_one_the_benchmark_accepts(roster):
     from mer_ray.config import RunConfig, load_learners
