@@ -153,17 +153,43 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     cfg = dataclasses.replace(cfg, mining=mining, train_workers=0)
     with tempfile.TemporaryDirectory() as run_dir:
         history = run_rounds(cfg, data, Path(run_dir), echo=False)
-    chosen, why = final_round(history, mining)
+        chosen, why = final_round(history, mining)
+        change = _test_change(Path(run_dir), history, chosen, data, mining.ensemble)
     final = next(m for m in history if m["round"] == chosen)
     # the same run under the rule without the margin (the best held-out round), side by side
     unguarded, _ = final_round(history, dataclasses.replace(mining, final_margin=0.0))
-    return dict(test_waf=final["test_waf"], round0_waf=history[0]["test_waf"], final_round=chosen,
+    return dict(test_waf=final["test_waf"], round0_waf=history[0]["test_waf"], final_round=chosen, **change,
                 best_round=unguarded, best_round_waf=next(m for m in history if m["round"] == unguarded)["test_waf"],
                 rounds=[dict(round=m["round"], test_waf=m["test_waf"], held_out_waf=m["dev_waf"],
                              adopted=m.get("adopted", True), vs_round0=m.get("vs_round0"), mined=m["mined"],
                              precision=m["pseudo_label_precision"], mined_per_class=m["mined_per_class"],
                              learners_test_waf={n: v.get("test_waf") for n, v in m["learners"].items()})
                         for m in history])
+
+
+def _test_change(run_dir: Path, history: list[dict], chosen: int, data, ensemble_name: str) -> dict:
+    """What the final round changed on the test clips against round 0: the clips it fixed and
+    broke, and the paired-bootstrap sd of its WAF difference (1,000 resamples of the test clips).
+    A final round a clip or two below round 0 may be the luck of which clips are in the test set,
+    not harm: this says how large that luck is. Empty when the final round is round 0."""
+    from mer_ray.metrics import paired_noise, waf
+    from mer_ray.mining.ensemble import ensemble
+    from mer_ray.mining.state import round_dir
+
+    if chosen == 0:
+        return dict(test_fixed=0, test_broken=0, test_noise=0.0)
+    preds = []
+    for m in (history[0], next(m for m in history if m["round"] == chosen)):
+        probs = np.load(round_dir(run_dir, m["round"]) / "probs.npz")["probs"][:, data.test]
+        names = list(m["learners"])   # the learners' order in probs
+        weights = [m["learners"][n]["weight"] for n in names] if "weight" in m["learners"][names[0]] else None
+        pred = ensemble(ensemble_name, probs, [m["learners"][n]["dev_waf"] for n in names], weights)
+        if abs(waf(data.test_labels, pred) - m["test_waf"]) > 1e-4:   # not the round's own prediction: no claim
+            return {}
+        preds.append(pred)
+    before, after = (p == data.test_labels for p in preds)
+    return dict(test_fixed=int((after & ~before).sum()), test_broken=int((before & ~after).sum()),
+                test_noise=round(paired_noise(preds[1], preds[0], data.test_labels, seed=0, resamples=1000), 4))
 
 
 def prepare_demo(seeds: range, folder: Path) -> None:
@@ -238,6 +264,9 @@ def summarise(runs: list[dict]) -> dict:
                 entry.update(round0_mean=round(float(r0.mean()), 4),
                              gain_mean=round(float((scores - r0).mean()), 4),
                              worse_than_round0=int((scores < r0 - 1e-9).sum()))
+                if all("test_noise" in r for r in rs):   # below by more than 2 sds of the test clips' own luck
+                    entry["worse_beyond_test_noise"] = int(sum(r["test_waf"] - r["round0_waf"] < -2 * r["test_noise"] - 1e-9
+                                                               for r in rs))
                 # each learner alone at round 0 (M1 is MERTools' attention-fusion recipe)
                 names = (rs[0].get("rounds") or [{}])[0].get("learners_test_waf") or {}
                 entry["round0_learners"] = {n: round(float(np.mean([r["rounds"][0]["learners_test_waf"][n] for r in rs])), 4)
@@ -281,6 +310,8 @@ def print_table(summary: dict) -> None:
             if "round0_mean" in e and method != "oracle":
                 print(f"{dataset}: {method} gain over its round 0 {e['gain_mean']:+.4f}, below its round 0 on "
                       f"{e['worse_than_round0']}/{e['n']} seeds"
+                      + (f" ({e['worse_beyond_test_noise']} by more than 2 sds of the test clips' noise)"
+                         if "worse_beyond_test_noise" in e else "")
                       + (f", gap to oracle closed {e['gap_closed']}" if "gap_closed" in e else ""))
 
 

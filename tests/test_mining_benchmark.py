@@ -28,6 +28,31 @@ def test_the_default_runs_with_the_roster_it_is_given(one_torch_thread):
     assert out["round0_waf"] > 0.6                           # a real fit, not chance (1/6)
 
 
+def test_what_the_final_round_changed_on_the_test_clips_is_weighed_against_their_noise(tmp_path, one_torch_thread):
+    import dataclasses
+    from mer_ray.config import RunConfig, config_from_dict
+    from mer_ray.mining.cycle import run_rounds
+
+    data, truth = mining_quality.load_data("digits", 1, None)
+    roster = [{"name": "LR", "streams": ["audio", "text", "video"], "fusion": "linear", "dropout": 0.0,
+               "solver": "lbfgs", "cs": [0.1, 1.0, 10.0]}]
+    cfg = RunConfig(seed=1, train_workers=0, learners=config_from_dict({"learners": roster}).learners)
+    cfg = dataclasses.replace(cfg, mining=dataclasses.replace(cfg.mining, rounds=1, adopt="always",
+                                                              options={"vote": {"agree": 1}}))
+    history = run_rounds(cfg, data, tmp_path, echo=False)
+
+    change = mining_quality._test_change(tmp_path, history, 1, data, cfg.mining.ensemble)
+    moved = round((history[1]["test_acc"] - history[0]["test_acc"]) * len(data.test))
+    assert change["test_fixed"] - change["test_broken"] == moved       # the clips behind the accuracy's change
+    assert change["test_fixed"] + change["test_broken"] > 0 and 0 < change["test_noise"] < 0.1
+    assert mining_quality._test_change(tmp_path, history, 0, data, cfg.mining.ensemble)["test_noise"] == 0.0
+    # a run below its round 0 by less than 2 sds of that noise is counted apart from one below by more
+    runs = [dict(dataset="digits", method="default", test_waf=0.90, round0_waf=0.91, test_noise=0.01, rounds=[]),
+            dict(dataset="digits", method="default", test_waf=0.85, round0_waf=0.91, test_noise=0.01, rounds=[])]
+    entry = mining_quality.summarise(runs)["digits"]["default"]
+    assert (entry["worse_than_round0"], entry["worse_beyond_test_noise"]) == (2, 1)
+
+
 def test_a_roster_file_is_read_before_any_run(tmp_path):
     bad = tmp_path / "roster.yaml"
     bad.write_text("learners:\n  - {name: M2, streams: [audio], fusion: linear, solver: lbfgs}\n")
