@@ -94,12 +94,13 @@ def run_sklearn(method: str, data, truth, seed: int) -> dict:
     if method == "lr-self-train":
         x = np.concatenate([x_lab, x_pool])
         y = np.concatenate([y_lab, np.full(len(x_pool), -1)])
-        model = SelfTrainingClassifier(_lr(), threshold=0.8).fit(x, y)
-        return dict(test_waf=score(model), round0_waf=score(_lr().fit(x_lab, y_lab)))
+        model, start = SelfTrainingClassifier(_lr(), threshold=0.8).fit(x, y), _lr().fit(x_lab, y_lab)
+        return dict(test_waf=score(model), round0_waf=score(start),
+                    **_change(start.predict(x_test), model.predict(x_test), data.test_labels))
     if method in ("lr-cb-self-train", "lr-cv-cb-self-train"):
         strength = _cv_c(x_lab, y_lab, seed) if method == "lr-cv-cb-self-train" else 1.0
         prior = np.bincount(y_lab, minlength=6) / len(y_lab)
-        model = _lr(strength).fit(x_lab, y_lab)
+        model = start = _lr(strength).fit(x_lab, y_lab)
         rounds = [dict(round=0, test_waf=score(model))]
         for r in range(1, 5):
             probs = model.predict_proba(x_pool)
@@ -112,7 +113,8 @@ def run_sklearn(method: str, data, truth, seed: int) -> dict:
             take = np.array(sorted(take), np.int64)
             model = _lr(strength).fit(np.concatenate([x_lab, x_pool[take]]), np.concatenate([y_lab, pred[take]]))
             rounds.append(dict(round=r, test_waf=score(model)))
-        return dict(test_waf=rounds[-1]["test_waf"], round0_waf=rounds[0]["test_waf"], rounds=rounds)
+        return dict(test_waf=rounds[-1]["test_waf"], round0_waf=rounds[0]["test_waf"], rounds=rounds,
+                    **_change(start.predict(x_test), model.predict(x_test), data.test_labels))
     if method == "lr-confident-truth":
         # a diagnostic, not a method: the LR's 75 % most confident pool clips with their TRUE
         # labels. What confident selection can add at best, however clean its pseudo-labels.
@@ -168,11 +170,10 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
 
 
 def _test_change(run_dir: Path, history: list[dict], chosen: int, data, ensemble_name: str) -> dict:
-    """What the final round changed on the test clips against round 0: the clips it fixed and
-    broke, and the paired-bootstrap sd of its WAF difference (1,000 resamples of the test clips).
-    A final round a clip or two below round 0 may be the luck of which clips are in the test set,
-    not harm: this says how large that luck is. Empty when the final round is round 0."""
-    from mer_ray.metrics import paired_noise, waf
+    """`_change` from round 0 to the final round, from the rounds' saved probabilities. A final
+    round a clip or two below round 0 may be the luck of which clips are in the test set, not
+    harm: this says how large that luck is. Empty if the prediction cannot be rebuilt exactly."""
+    from mer_ray.metrics import waf
     from mer_ray.mining.ensemble import ensemble
     from mer_ray.mining.state import round_dir
 
@@ -187,9 +188,17 @@ def _test_change(run_dir: Path, history: list[dict], chosen: int, data, ensemble
         if abs(waf(data.test_labels, pred) - m["test_waf"]) > 1e-4:   # not the round's own prediction: no claim
             return {}
         preds.append(pred)
-    before, after = (p == data.test_labels for p in preds)
-    return dict(test_fixed=int((after & ~before).sum()), test_broken=int((before & ~after).sum()),
-                test_noise=round(paired_noise(preds[1], preds[0], data.test_labels, seed=0, resamples=1000), 4))
+    return _change(preds[0], preds[1], data.test_labels)
+
+
+def _change(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> dict:
+    """Test clips a method's end fixed and broke against its start, and the paired-bootstrap sd of
+    its WAF difference (1,000 resamples of the test clips)."""
+    from mer_ray.metrics import paired_noise
+
+    right_before, right_after = before == labels, after == labels
+    return dict(test_fixed=int((right_after & ~right_before).sum()), test_broken=int((right_before & ~right_after).sum()),
+                test_noise=round(paired_noise(after, before, labels, seed=0, resamples=1000), 4))
 
 
 def prepare_demo(seeds: range, folder: Path) -> None:

@@ -122,6 +122,9 @@ def test_the_plain_loops_report_their_own_round_0_and_are_counted_below_it():
     assert cb["round0_waf"] == self_train["round0_waf"] == lr["test_waf"]   # both start from the plain LR
     assert [r["round"] for r in cb["rounds"]] == [0, 1, 2, 3, 4]
     assert cb["test_waf"] == cb["rounds"][-1]["test_waf"]                 # the loop keeps its last round
+    for loop in (cb, self_train):   # the test clips it fixed and broke on the way, weighed as the default's are
+        moved = loop["test_fixed"] + loop["test_broken"]
+        assert moved > 0 and loop["test_noise"] > 0 or loop["test_waf"] == loop["round0_waf"]
     runs = [dict(dataset="digits", method="lr-cb-self-train", **cb),
             dict(dataset="digits", method="lr-cb-self-train", test_waf=0.80, round0_waf=0.85, rounds=[])]
     entry = mining_quality.summarise(runs)["digits"]["lr-cb-self-train"]
