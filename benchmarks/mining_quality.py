@@ -193,12 +193,11 @@ def _test_change(run_dir: Path, history: list[dict], chosen: int, data, ensemble
 
 def _change(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> dict:
     """Test clips a method's end fixed and broke against its start, and the paired-bootstrap sd of
-    its WAF difference (1,000 resamples of the test clips)."""
-    from mer_ray.metrics import paired_noise
+    its WAF difference (1,000 resamples of the test clips): the product's own accounting."""
+    from mer_ray.metrics import paired_change
 
-    right_before, right_after = before == labels, after == labels
-    return dict(test_fixed=int((right_after & ~right_before).sum()), test_broken=int((right_before & ~right_after).sum()),
-                test_noise=round(paired_noise(after, before, labels, seed=0, resamples=1000), 4))
+    change = paired_change(before, after, labels, seed=0, resamples=1000)
+    return dict(test_fixed=change["fixed"], test_broken=change["broken"], test_noise=change["noise"])
 
 
 def prepare_demo(seeds: range, folder: Path) -> None:

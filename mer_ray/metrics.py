@@ -190,3 +190,16 @@ def paired_noise(pred: ArrayLike, other: ArrayLike, labels: ArrayLike, *, seed: 
     pred, other, labels = np.asarray(pred), np.asarray(other), np.asarray(labels)
     resample = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
     return float(np.std([waf(labels[b], pred[b]) - waf(labels[b], other[b]) for b in resample]))
+
+
+def paired_change(before: ArrayLike, after: ArrayLike, labels: ArrayLike, *, seed: int = 0,
+                  resamples: int = 1000) -> dict[str, Any]:
+    """What `after` changed against `before` on the same labeled clips: the clips it fixed and
+    broke, its WAF difference, and that difference's paired-bootstrap sd. A mined round one or
+    two test clips below round 0 may be the luck of which clips are in the test set; the sd
+    says how large that luck is."""
+    before, after, labels = np.asarray(before), np.asarray(after), np.asarray(labels)
+    right_before, right_after = before == labels, after == labels
+    return dict(fixed=int((right_after & ~right_before).sum()), broken=int((right_before & ~right_after).sum()),
+                waf_change=round(waf(labels, after) - waf(labels, before), 4),
+                noise=round(paired_noise(after, before, labels, seed=seed, resamples=resamples), 4))

@@ -52,6 +52,11 @@ def test_metrics_json_has_every_round_and_the_final_scores(ray_train_run, tiny_c
     assert mined_so_far > 0
     assert set(metrics["final"]) >= {"test_waf", "test_acc", "test_uar"}
     assert metrics["final"]["test_waf"] == rounds[-1]["test_waf"]
+    # the final round against round 0 on the test clips: the clips behind the change, and its noise
+    change, n_test = metrics["final"]["vs_round0_test"], len(read_truth(tiny_corpus / "truth").test)
+    assert change["fixed"] - change["broken"] == round((rounds[-1]["test_acc"] - rounds[0]["test_acc"]) * n_test)
+    assert change["waf_change"] == pytest.approx(rounds[-1]["test_waf"] - rounds[0]["test_waf"], abs=2e-4)
+    assert change["noise"] > 0 or change["fixed"] == change["broken"] == 0
 
 
 def test_predictions_cover_every_unlabeled_and_test_clip(ray_train_run, tiny_corpus):
@@ -142,3 +147,14 @@ def test_predict_job_reproduces_the_runs_predictions(ray_train_run, tiny_corpus,
     fresh23 = pd.read_csv(tmp_path / "predicted" / "predictions-mer2023.csv").set_index("name")
     ours23 = pd.read_csv(ray_train_run / "predictions-mer2023.csv").set_index("name")
     assert np.allclose(fresh23.loc[ours23.index, "valence"], ours23["valence"], atol=1e-3)
+
+
+def test_the_console_weighs_the_final_rounds_test_change_against_its_noise():
+    from mer_ray.mining.outputs import final_lines
+
+    final = dict(round=3, test_waf=0.93, test_acc=0.94, test_uar=0.9, mined_total=400,
+                 vs_round0_test=dict(fixed=5, broken=2, waf_change=0.0123, noise=0.011))
+    assert final_lines(final).splitlines()[1] == (
+        "against round 0 on the test clips: WAF +0.0123 (5 fixed, 2 broken; paired-bootstrap sd 0.0110)")
+    kept_round0 = dict(final, round=0, vs_round0_test=dict(fixed=0, broken=0, waf_change=0.0, noise=0.0))
+    assert len(final_lines(kept_round0).splitlines()) == 1      # nothing changed: nothing to weigh

@@ -166,3 +166,15 @@ def test_metrics_module_does_not_import_sklearn():
     code = "import sys, mer_ray.metrics; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_paired_change_counts_the_clips_behind_a_difference_and_its_noise():
+    labels = np.array([0, 1, 1, 2, 3, 3] * 10)
+    before = np.array([0, 1, 2, 2, 3, 0] * 10)     # wrong on the 3rd and 6th clip of each six
+    after = np.array([0, 1, 1, 0, 3, 0] * 10)      # fixes the 3rd, breaks the 4th
+    change = metrics.paired_change(before, after, labels)
+    assert (change["fixed"], change["broken"]) == (10, 10)
+    assert change["waf_change"] == round(metrics.waf(labels, after) - metrics.waf(labels, before), 4)
+    assert change["noise"] > 0
+    same = metrics.paired_change(before, before, labels)
+    assert (same["fixed"], same["broken"], same["waf_change"], same["noise"]) == (0, 0, 0.0, 0.0)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mer_ray.config import RunConfig
 from mer_ray.labels import EMOTIONS
-from mer_ray.metrics import confusion
+from mer_ray.metrics import confusion, paired_change
 from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, final_round
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import policy_params
@@ -61,6 +61,10 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
     if len(data.test):
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores, weights)
         final["confusion"] = confusion(data.test_labels, test_pred).tolist()
+        # the final round against round 0 on the test clips, with the luck of which clips those are
+        round0_probs = np.load(round_dir(out, 0) / "probs.npz", allow_pickle=False)["probs"][:, data.test]
+        round0_pred = ensemble(cfg.mining.ensemble, round0_probs, *learner_scores(rounds[0], cfg))
+        final["vs_round0_test"] = paired_change(round0_pred, test_pred, data.test_labels)
     # the mined clips the final learners trained on (per split, averaged over the splits)
     final["mined_total"] = int(used["mined"] if cfg.mining.revisit
                                else sum(r["mined"] for r in rounds if r["round"] <= chosen))
@@ -98,6 +102,10 @@ def final_lines(final: dict) -> str:
     """The console's closing test scores (clean, and MER-NOISE when scored)."""
     lines = [f"final: test WAF {final['test_waf']}  ACC {final['test_acc']}  "
              f"UAR {final['test_uar']}; mined {final['mined_total']} clips"]
+    change = final.get("vs_round0_test")
+    if change and final.get("round"):
+        lines.append(f"against round 0 on the test clips: WAF {change['waf_change']:+.4f} ({change['fixed']} fixed, "
+                     f"{change['broken']} broken; paired-bootstrap sd {change['noise']:.4f})")
     if final.get("noisy_test_waf") is not None:
         lines.append(f"noisy test (MER-NOISE): WAF {final['noisy_test_waf']}  ACC {final['noisy_test_acc']}  "
                      f"UAR {final['noisy_test_uar']}")
