@@ -203,3 +203,9 @@ def paired_change(before: ArrayLike, after: ArrayLike, labels: ArrayLike, *, see
     return dict(fixed=int((right_after & ~right_before).sum()), broken=int((right_before & ~right_after).sum()),
                 waf_change=round(waf(labels, after) - waf(labels, before), 4),
                 noise=round(paired_noise(after, before, labels, seed=seed, resamples=resamples), 4))
+
+
+def describe_change(change: dict[str, Any]) -> str:
+    """`paired_change` in words, for the console and the report."""
+    return (f"WAF {change['waf_change']:+.4f} ({change['fixed']} fixed, {change['broken']} broken; "
+            f"paired-bootstrap sd {change['noise']:.4f})")

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mer_ray.labels import EMOTIONS  # noqa: E402
+from mer_ray.metrics import describe_change  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -143,6 +144,16 @@ def _noisy_rows(summary: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
             for name, f in summary if f.get("noisy_test_waf") is not None]
 
 
+def _change_note(final: dict) -> str:
+    """The final round against round 0 on the test clips, with the noise of which clips those are."""
+    change = final.get("vs_round0_test")
+    if not change or not final.get("round"):
+        return ""
+    return (f"<p>The final ensemble (round {final['round']}) against round 0 on the test clips: "
+            f"{html.escape(describe_change(change))}. A change within about 2 sds is the luck of which clips "
+            f"are in the test set.</p>")
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -179,6 +190,7 @@ def write_report(run_dir: str | Path) -> Path:
 <h1>mer-ray cyclic pseudo-label mining — {html.escape(run_dir.name)}</h1>
 <h2>Held-out test</h2>
 <table><tr><th>method</th><th>WAF</th><th>ACC</th><th>UAR</th></tr>{summary_rows}</table>
+{_change_note(final)}
 <h2>Rounds</h2>
 {_table(rounds)}
 {''.join(f'<h2>{html.escape(title)}</h2><img src="plots/{name}" alt="{html.escape(title)}">' for title, name in images)}

@@ -132,6 +132,8 @@ def test_baselines_canaries_and_report(ray_session, tiny_corpus, tmp_path):
     assert {"plots/scores.png", "plots/mined_per_class.png", "plots/precision.png", "plots/confusion.png"} <= set(images)
     assert all((out / i).stat().st_size > 5000 for i in images)
     assert "self-training" in page and "labeled-only" in page
+    change = metrics["final"]["vs_round0_test"]    # seed004 keeps its last round: what it changed, in words
+    assert f"({change['fixed']} fixed, {change['broken']} broken; paired-bootstrap sd {change['noise']:.4f})" in page
 
 
 def test_predict_job_reproduces_the_runs_predictions(ray_train_run, tiny_corpus, tmp_path):

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mer_ray.config import RunConfig
 from mer_ray.labels import EMOTIONS
-from mer_ray.metrics import confusion, paired_change
+from mer_ray.metrics import confusion, describe_change, paired_change
 from mer_ray.mining.cycle import NOISY_TEST_KEYS, MiningData, final_round
 from mer_ray.mining.ensemble import ensemble
 from mer_ray.mining.policies import policy_params
@@ -104,8 +104,7 @@ def final_lines(final: dict) -> str:
              f"UAR {final['test_uar']}; mined {final['mined_total']} clips"]
     change = final.get("vs_round0_test")
     if change and final.get("round"):
-        lines.append(f"against round 0 on the test clips: WAF {change['waf_change']:+.4f} ({change['fixed']} fixed, "
-                     f"{change['broken']} broken; paired-bootstrap sd {change['noise']:.4f})")
+        lines.append(f"against round 0 on the test clips: {describe_change(change)}")
     if final.get("noisy_test_waf") is not None:
         lines.append(f"noisy test (MER-NOISE): WAF {final['noisy_test_waf']}  ACC {final['noisy_test_acc']}  "
                      f"UAR {final['noisy_test_uar']}")
