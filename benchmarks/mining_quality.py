@@ -156,7 +156,7 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         history = run_rounds(cfg, data, Path(run_dir), echo=False)
         chosen, why = final_round(history, mining)
-        change = _test_change(Path(run_dir), history, chosen, data, mining.ensemble)
+        change = _test_change(Path(run_dir), history, chosen, data, cfg)
     final = next(m for m in history if m["round"] == chosen)
     # the same run under the rule without the margin (the best held-out round), side by side
     unguarded, _ = final_round(history, dataclasses.replace(mining, final_margin=0.0))
@@ -169,22 +169,18 @@ def run_mining(method: str, data, truth, seed: int, overrides: dict) -> dict:
                         for m in history])
 
 
-def _test_change(run_dir: Path, history: list[dict], chosen: int, data, ensemble_name: str) -> dict:
+def _test_change(run_dir: Path, history: list[dict], chosen: int, data, cfg) -> dict:
     """`_change` from round 0 to the final round, from the rounds' saved probabilities. A final
     round a clip or two below round 0 may be the luck of which clips are in the test set, not
     harm: this says how large that luck is. Empty if the prediction cannot be rebuilt exactly."""
     from mer_ray.metrics import waf
-    from mer_ray.mining.ensemble import ensemble
-    from mer_ray.mining.state import round_dir
+    from mer_ray.mining.outputs import round_prediction
 
     if chosen == 0:
         return dict(test_fixed=0, test_broken=0, test_noise=0.0)
     preds = []
     for m in (history[0], next(m for m in history if m["round"] == chosen)):
-        probs = np.load(round_dir(run_dir, m["round"]) / "probs.npz")["probs"][:, data.test]
-        names = list(m["learners"])   # the learners' order in probs
-        weights = [m["learners"][n]["weight"] for n in names] if "weight" in m["learners"][names[0]] else None
-        pred = ensemble(ensemble_name, probs, [m["learners"][n]["dev_waf"] for n in names], weights)
+        pred = round_prediction(run_dir, m, cfg, data.test)
         if abs(waf(data.test_labels, pred) - m["test_waf"]) > 1e-4:   # not the round's own prediction: no claim
             return {}
         preds.append(pred)
@@ -369,7 +365,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "mining_quality.json"))
     args = parser.parse_args(argv)
-    if "demo" in args.datasets and args.labeled_share != 0.1:
+    if "demo" in args.datasets and args.labeled_share != parser.get_default("labeled_share"):
         parser.error("--labeled-share cuts the real data sets; the demo corpus has its own split: "
                      "leave demo out of --datasets")
     import yaml

@@ -41,11 +41,11 @@ def test_what_the_final_round_changed_on_the_test_clips_is_weighed_against_their
                                                               options={"vote": {"agree": 1}}))
     history = run_rounds(cfg, data, tmp_path, echo=False)
 
-    change = mining_quality._test_change(tmp_path, history, 1, data, cfg.mining.ensemble)
+    change = mining_quality._test_change(tmp_path, history, 1, data, cfg)
     moved = round((history[1]["test_acc"] - history[0]["test_acc"]) * len(data.test))
     assert change["test_fixed"] - change["test_broken"] == moved       # the clips behind the accuracy's change
     assert change["test_fixed"] + change["test_broken"] > 0 and 0 < change["test_noise"] < 0.1
-    assert mining_quality._test_change(tmp_path, history, 0, data, cfg.mining.ensemble)["test_noise"] == 0.0
+    assert mining_quality._test_change(tmp_path, history, 0, data, cfg)["test_noise"] == 0.0
     # a run below its round 0 by less than 2 sds of that noise is counted apart from one below by more
     runs = [dict(dataset="digits", method="default", test_waf=0.90, round0_waf=0.91, test_noise=0.01, rounds=[]),
             dict(dataset="digits", method="default", test_waf=0.85, round0_waf=0.91, test_noise=0.01, rounds=[])]

@@ -42,6 +42,12 @@ def learner_scores(round_metrics: dict, cfg: RunConfig) -> tuple[list[float], li
     return [m["dev_waf"] for m in learners], weights
 
 
+def round_prediction(run_dir: Path, round_metrics: dict, cfg: RunConfig, rows: np.ndarray) -> np.ndarray:
+    """A finished round's ensemble prediction for `rows`, from its saved probabilities."""
+    probs = np.load(round_dir(run_dir, round_metrics["round"]) / "probs.npz", allow_pickle=False)["probs"]
+    return ensemble(cfg.mining.ensemble, probs[:, rows], *learner_scores(round_metrics, cfg))
+
+
 def finalize(cfg: RunConfig, data: MiningData) -> dict:
     """Ensemble the chosen round's learners → predictions.csv, final metrics."""
     out = Path(cfg.out)
@@ -62,8 +68,7 @@ def finalize(cfg: RunConfig, data: MiningData) -> dict:
         test_pred = ensemble(cfg.mining.ensemble, probs[:, data.test], dev_scores, weights)
         final["confusion"] = confusion(data.test_labels, test_pred).tolist()
         # the final round against round 0 on the test clips, with the luck of which clips those are
-        round0_probs = np.load(round_dir(out, 0) / "probs.npz", allow_pickle=False)["probs"][:, data.test]
-        round0_pred = ensemble(cfg.mining.ensemble, round0_probs, *learner_scores(rounds[0], cfg))
+        round0_pred = test_pred if chosen == 0 else round_prediction(out, rounds[0], cfg, data.test)
         final["vs_round0_test"] = paired_change(round0_pred, test_pred, data.test_labels)
     # the mined clips the final learners trained on (per split, averaged over the splits)
     final["mined_total"] = int(used["mined"] if cfg.mining.revisit
